@@ -1,0 +1,86 @@
+# syntax=docker/dockerfile:1.7
+#
+# Vitrine images: one Dockerfile, two runtime targets.
+#
+#   docker build --target cpu  -t vitrine:0.1.0-cpu  .   # session worker, topic/catalog job, CPU generator
+#   docker build --target cuda -t vitrine:0.1.0-cuda .   # generator on NVIDIA GPUs (CUDA 12 + cuDNN 9)
+#
+# Model and catalog artifacts live at /models and /catalog. They are empty by default and meant to
+# be either mounted (k8s volume) or baked at build time, which gives an immutable, versioned image
+# per model (the zero-downtime upgrade path in k8s/README.md):
+#
+#   docker build --target cuda --build-arg ARTIFACTS=artifacts/m20250601 -t vitrine:0.1.0-m20250601-cuda .
+#
+# where ARTIFACTS is a directory under artifacts/ or docker/ in the build context (the others are
+# excluded by Dockerfile.dockerignore) holding models/ and catalog/.
+# Build tools exist only in the builder stages; runtime stages receive a finished virtualenv.
+# Validated offline by tests/k8s/test_dockerfile.py (no Docker engine needed).
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---------------------------------------------------------------------------------------------
+# builder: compilers for any sdist, then `pip install .` into /opt/venv exactly as CI installs it.
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential \
+    && rm -rf /var/lib/apt/lists/*
+RUN python -m venv /opt/venv && pip install --upgrade pip setuptools wheel
+WORKDIR /src
+COPY . /src
+
+FROM builder AS builder-cpu
+RUN pip install . && pip check
+
+# onnxruntime-gpu >= 1.27 on PyPI targets CUDA 13; the constraints pin the last CUDA 12 + cuDNN 9
+# build and pull the CUDA runtime, cuBLAS, cuFFT, cuRAND, NVRTC and cuDNN as nvidia-*-cu12 wheels.
+FROM builder AS builder-cuda
+RUN pip install --constraint docker/constraints-cuda12.txt . "onnxruntime-gpu[cuda,cudnn]" && pip check
+
+# ---------------------------------------------------------------------------------------------
+# runtime: no compilers, a fixed non-root uid (k8s runAsUser matches), empty /models and /catalog.
+FROM ${PYTHON_IMAGE} AS runtime
+ARG UID=10001
+ARG ARTIFACTS=docker/artifacts
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/home/vitrine \
+    VITRINE_DATA_DIR=/var/lib/vitrine \
+    VITRINE_CATALOG_DIR=/catalog
+RUN groupadd --system --gid ${UID} vitrine \
+    && useradd --system --uid ${UID} --gid ${UID} --home-dir /home/vitrine --create-home \
+       --shell /usr/sbin/nologin vitrine \
+    && install -d -o ${UID} -g ${UID} -m 0750 /var/lib/vitrine
+COPY ${ARTIFACTS}/models/ /models/
+COPY ${ARTIFACTS}/catalog/ /catalog/
+WORKDIR /home/vitrine
+EXPOSE 6066
+
+# ---------------------------------------------------------------------------------------------
+# cuda: same Python and venv layout, plus the CUDA 12 / cuDNN 9 libraries from the nvidia wheels.
+# The host driver (>= 525) comes from the NVIDIA container toolkit / GPU operator at run time.
+FROM runtime AS cuda
+COPY --from=builder-cuda /opt/venv /opt/venv
+RUN find /opt/venv/lib -type d -path "*/site-packages/nvidia/*/lib" > /etc/ld.so.conf.d/zz-nvidia-wheels.conf \
+    && ldconfig
+ENV NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+USER 10001:10001
+EXPOSE 6066
+ENTRYPOINT ["vitrine"]
+CMD ["worker"]
+
+# ---------------------------------------------------------------------------------------------
+# cpu (default target): onnxruntime-gpu falls back to its CPU execution provider without CUDA.
+FROM runtime AS cpu
+COPY --from=builder-cpu /opt/venv /opt/venv
+USER 10001:10001
+EXPOSE 6066
+ENTRYPOINT ["vitrine"]
+CMD ["worker"]

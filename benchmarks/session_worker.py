@@ -1,0 +1,174 @@
+"""Session-worker throughput on the real broker, beside a raw aiokafka consume-and-produce passthrough.
+
+    python -m benchmarks.session_worker --repeat 12 --runs 3
+
+Loads the REES46 log ``--repeat`` times (distinct session ids per pass, >= 200k events) into a
+fresh topic once, then alternates: the passthrough (consume every message, produce it to another
+topic, flush) and the real ``vitrine worker`` process (Faust agent, sessions table with changelog,
+regeneration requests), each reading the whole topic from the start with a new consumer group.
+The worker's rate is read from its own /metrics counter, from the first poll that saw progress
+to the poll that saw every event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streams.cli import DEFAULT_DATA
+from streams.local_kafka import LocalKafka, free_port
+from streams.replay import replay
+from streams.replay_sources import read_source
+from streams.settings import Settings
+from streams.worker_client import WorkerEndpoint
+
+
+@dataclass
+class Run:
+    kind: str
+    events: int
+    seconds: float
+    peak_rss_mb: float = 0.0
+    state_bytes: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+async def passthrough(bootstrap: str, topic: str, n: int, partitions: int) -> Run:
+    out = f"{topic}-passthrough-{uuid.uuid4().hex[:6]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(out, partitions, 1)])
+    await admin.close()
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"pt-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=True,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", enable_idempotence=True)
+    await consumer.start()
+    await producer.start()
+    seen = 0
+    start = 0.0
+    try:
+        while seen < n:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
+            for records in batches.values():
+                if not start:
+                    start = time.perf_counter()
+                for rec in records:
+                    await producer.send(out, rec.value, key=rec.key)
+                seen += len(records)
+        await producer.flush()
+        return Run("passthrough", seen, time.perf_counter() - start)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def worker_run(bootstrap: str, topic: str, n: int, workdir: Path) -> Run:
+    port = free_port()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "VITRINE_APP_ID": f"bench-{uuid.uuid4().hex[:8]}",
+        "VITRINE_CLICKSTREAM_TOPIC": topic,
+        "VITRINE_REGEN_TOPIC": f"{topic}-regen",
+        "VITRINE_DLQ_TOPIC": f"{topic}-dlq",
+        "VITRINE_WEB_PORT": str(port),
+        "VITRINE_DATA_DIR": str(workdir / uuid.uuid4().hex[:8]),
+        "VITRINE_LOG_LEVEL": "WARNING",
+    }
+    with (workdir / "worker.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=subprocess.DEVNULL, stderr=log
+        )
+    endpoint = WorkerEndpoint(port, proc)
+    try:
+        endpoint.wait_ready()
+        first: tuple[float, float] | None = None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            done = endpoint.processed()
+            now = time.perf_counter()
+            if done and first is None:
+                first = (now, done)
+            if done >= n and first is not None:
+                state = endpoint.metric("vitrine_session_state_bytes")
+                return Run("worker", int(n - first[1]), now - first[0], _peak_rss_mb(proc.pid), state)
+        raise TimeoutError("worker did not finish")
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA / "rees46" / "2019-Oct-head.csv")
+    ap.add_argument("--repeat", type=int, default=12)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--partitions", type=int, default=4)
+    args = ap.parse_args()
+
+    log = read_source(args.data, repeat=args.repeat)
+    n = len(log.records)
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vitrine-bench-")))
+        bootstrap = (
+            os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(LocalKafka(workdir / "kafka")).bootstrap
+        )
+        topic = f"bench-{uuid.uuid4().hex[:6]}"
+        settings = Settings(
+            kafka_bootstrap_servers=bootstrap,
+            clickstream_topic=topic,
+            regen_topic=f"{topic}-regen",
+            dlq_topic=f"{topic}-dlq",
+            topic_partitions=args.partitions,
+        )
+        loaded = asyncio.run(replay(log.records, settings, progress=False))
+        print(f"loaded {n:,} events into {topic} ({args.partitions} partitions) at {loaded.rate:,.0f}/s", flush=True)
+        runs: list[Run] = []
+        for i in range(args.runs):
+            runs.append(asyncio.run(passthrough(bootstrap, topic, n, args.partitions)))
+            runs.append(worker_run(bootstrap, topic, n, workdir))
+            print(f"run {i + 1}: " + "  ".join(f"{r.kind} {r.rate:,.0f} ev/s" for r in runs[-2:]), flush=True)
+
+    pt = statistics.median(r.rate for r in runs if r.kind == "passthrough")
+    wk = [r for r in runs if r.kind == "worker"]
+    wr = statistics.median(r.rate for r in wk)
+    print(f"\nevents: {n:,}; runs: {args.runs}")
+    print(f"raw aiokafka passthrough  median {pt:,.0f} events/s")
+    print(f"vitrine session worker    median {wr:,.0f} events/s  (ratio {wr / pt:.2f})")
+    print(
+        f"worker peak RSS median {statistics.median(r.peak_rss_mb for r in wk):.0f} MB; "
+        f"mean state {statistics.median(r.state_bytes for r in wk):.0f} bytes/session"
+    )
+
+
+if __name__ == "__main__":
+    main()

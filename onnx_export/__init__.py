@@ -1,0 +1,1 @@
+"""Offline path: dataset, teachers, tokenizer, student training, optimum-onnx export (issue 4)."""

@@ -1,0 +1,79 @@
+"""Typed settings, read from the environment (prefix ``VITRINE_``) so one image serves every deployment."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class StoreKind(StrEnum):
+    MEMORY = "memory"
+    ROCKSDB = "rocksdb"
+
+
+class Settings(BaseSettings):
+    """Every knob of the worker. Secrets are ``SecretStr`` so they never reach a log line."""
+
+    model_config = SettingsConfigDict(env_prefix="VITRINE_", extra="ignore", frozen=True)
+
+    # --- Kafka connection -------------------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "VITRINE_KAFKA_BOOTSTRAP_SERVERS"),
+        description="Comma-separated host:port list.",
+    )
+    kafka_security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+
+    # --- topics ------------------------------------------------------------------------
+    app_id: str = Field(default="vitrine", description="Faust app id: consumer group and changelog prefix.")
+    clickstream_topic: str = "clickstream"
+    dlq_topic: str = "clickstream.dlq"
+    regen_topic: str = "regen-requests"
+    topic_partitions: int = Field(default=4, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+
+    # --- state -------------------------------------------------------------------------
+    store: StoreKind = StoreKind.MEMORY
+    data_dir: Path = Path("var/worker")
+    session_ttl_s: float = Field(default=1800.0, gt=0, description="Idle sessions older than this (event time) expire.")
+    expiry_interval_s: float = Field(default=30.0, gt=0)
+    catalog_dir: Path | None = Field(default=None, description="Catalog artifacts with product vectors, if built.")
+
+    # --- event contract ----------------------------------------------------------------
+    max_event_bytes: int = Field(default=8192, gt=0)
+
+    # --- trigger policy (defaults tuned on REES46: see README) ---------------------------
+    trigger_min_events: int = Field(default=3, ge=1)
+    trigger_drift_high: float = Field(default=0.35, gt=0, le=2)
+    trigger_drift_low: float = Field(default=0.2, ge=0, le=2)
+    trigger_cooldown_s: float = Field(default=60.0, ge=0)
+    affinity_half_life_s: float = Field(default=600.0, gt=0)
+
+    # --- processing --------------------------------------------------------------------
+    flush_max_events: int = Field(default=2000, ge=1, description="Events between changelog flushes (and acks).")
+    flush_interval_s: float = Field(default=0.2, gt=0, description="Longest wait before a changelog flush.")
+    producer_linger_s: float = Field(
+        default=0.01, ge=0, description="Producer batching delay for changelog and requests."
+    )
+
+    # --- operations --------------------------------------------------------------------
+    web_host: str = "0.0.0.0"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    log_level: str = "INFO"
+    log_json: bool = True

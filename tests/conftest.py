@@ -1,0 +1,125 @@
+"""Shared fixtures: one real Kafka broker per test session, fresh names per test, worker processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from streams.local_kafka import LocalKafka, free_port
+from streams.settings import Settings
+from streams.worker_client import WorkerEndpoint, WorkerGone
+
+SHARED_DATA = Path(os.environ.get("VITRINE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+REES46 = SHARED_DATA / "rees46" / "2019-Oct-head.csv"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real broker: the one in KAFKA_BOOTSTRAP_SERVERS, or a local KRaft node started for this session."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    with LocalKafka(tmp_path_factory.mktemp("kafka")) as kafka:
+        yield kafka.bootstrap
+
+
+@pytest.fixture
+def settings_factory(kafka_bootstrap: str) -> Callable[..., Settings]:
+    """Settings with topic names and app id unique to the test, so tests never see each other's data."""
+    suffix = uuid.uuid4().hex[:8]
+
+    def make(**overrides: object) -> Settings:
+        base: dict[str, object] = {
+            "kafka_bootstrap_servers": kafka_bootstrap,
+            "app_id": f"vitrine-test-{suffix}",
+            "clickstream_topic": f"clickstream-{suffix}",
+            "dlq_topic": f"clickstream-dlq-{suffix}",
+            "regen_topic": f"regen-{suffix}",
+            "topic_partitions": 3,
+            "session_ttl_s": 10 * 24 * 3600.0,
+            "log_json": True,
+        }
+        return Settings(**{**base, **overrides})  # type: ignore[arg-type]
+
+    return make
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment a worker process needs to arrive at exactly these settings."""
+    env = {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
+    for name, value in settings.model_dump(exclude={"kafka_bootstrap_servers"}).items():
+        if value is not None:
+            env[f"VITRINE_{name.upper()}"] = str(value.value if hasattr(value, "value") else value)
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    """A real ``vitrine worker`` subprocess with its web port."""
+
+    settings: Settings
+    log_path: Path
+    proc: subprocess.Popen[bytes] = field(init=False)
+
+    def start(self) -> WorkerProcess:
+        env = {**os.environ, **settings_env(self.settings)}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        return self
+
+    @property
+    def endpoint(self) -> WorkerEndpoint:
+        return WorkerEndpoint(self.settings.web_port, self.proc)
+
+    def wait_ready(self) -> None:
+        try:
+            self.endpoint.wait_ready()
+        except (WorkerGone, TimeoutError) as exc:
+            raise AssertionError(f"{exc}:\n{self.log_tail()}") from None
+
+    def wait_processed(self, n: int) -> None:
+        try:
+            self.endpoint.wait_processed(n)
+        except (WorkerGone, TimeoutError) as exc:
+            raise AssertionError(f"{exc} (processed {self.endpoint.processed()}):\n{self.log_tail()}") from None
+
+    def stop(self, timeout_s: float = 60.0) -> int:
+        """SIGTERM, as Kubernetes does: Faust flushes, commits and leaves the group."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def log_tail(self, n: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def worker_factory(tmp_path: Path) -> Iterator[Callable[[Settings], WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def make(settings: Settings) -> WorkerProcess:
+        run = len(started)
+        settings = settings.model_copy(update={"web_port": free_port(), "data_dir": tmp_path / f"worker-{run}"})
+        worker = WorkerProcess(settings, tmp_path / f"worker-{run}.log").start()
+        started.append(worker)
+        return worker
+
+    yield make
+    for worker in started:
+        worker.stop()

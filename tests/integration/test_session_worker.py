@@ -1,0 +1,220 @@
+"""The session worker against a real broker: state equals an offline fold, bad input is dead-lettered,
+and a restarted worker restores its table from the changelog."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+
+from streams.events import DlqReason
+from streams.intent import load_intent_space
+from streams.offline import fold
+from streams.regen import RegenRequest
+from streams.replay import replay
+from streams.replay_sources import ReplayRecord, read_source
+from streams.session_state import SessionState
+from streams.sessions import SessionTracker
+from streams.settings import Settings
+from streams.topics import read_topic
+from streams.trigger import TriggerPolicy
+from tests.conftest import REES46, WorkerProcess
+
+pytestmark = pytest.mark.kafka
+
+
+def reference(records: list[ReplayRecord], settings: Settings) -> dict[bytes, dict[str, object]]:
+    tracker = SessionTracker(
+        intent_space=load_intent_space(settings.catalog_dir),
+        policy=TriggerPolicy.from_settings(settings),
+        half_life_s=settings.affinity_half_life_s,
+    )
+    result = fold(records, tracker, max_event_bytes=settings.max_event_bytes)
+    return {k: s.logical() for k, s in result.states.items()}
+
+
+def latest_by_key(records: list[ConsumerRecord[bytes, bytes]]) -> dict[bytes, bytes]:
+    """The compacted view of a changelog: last value per key, a tombstone removing the key."""
+    out: dict[bytes, bytes] = {}
+    for r in records:
+        assert r.key is not None
+        if r.value is None:
+            out.pop(r.key, None)
+        else:
+            out[r.key] = r.value
+    return out
+
+
+def changelog_states(settings: Settings) -> dict[bytes, dict[str, object]]:
+    topic = f"{settings.app_id}-sessions-changelog"
+    latest = latest_by_key(asyncio.run(read_topic(settings, topic)))
+    return {k: SessionState.from_bytes(v).logical() for k, v in latest.items()}
+
+
+def wait_for_changelog(settings: Settings, expected: dict[bytes, dict[str, object]], timeout_s: float = 30) -> None:
+    """The changelog is flushed a moment after processing; poll until it holds what we expect."""
+    deadline = time.monotonic() + timeout_s
+    states: dict[bytes, dict[str, object]] = {}
+    while time.monotonic() < deadline:
+        states = changelog_states(settings)
+        if states == expected:
+            return
+        time.sleep(0.5)
+    missing = expected.keys() - states.keys()
+    differing = [k for k in expected.keys() & states.keys() if expected[k] != states[k]]
+    detail = f"{len(missing)} sessions missing, {len(differing)} differ"
+    if differing:
+        k = differing[0]
+        detail += f"; e.g. {k!r}: worker {states[k]} != reference {expected[k]}"
+    raise AssertionError(detail)
+
+
+def test_rees46_replay_matches_offline_reference(
+    settings_factory: Callable[..., Settings], worker_factory: Callable[[Settings], WorkerProcess]
+) -> None:
+    settings = settings_factory()
+    records = read_source(REES46).records
+    worker = worker_factory(settings)
+    worker.wait_ready()
+
+    asyncio.run(replay(records, settings, progress=False))
+    worker.wait_processed(len(records))
+
+    expected = reference(records, settings)
+    assert len(expected) == 5066
+    wait_for_changelog(settings, expected)
+
+    requests = [
+        RegenRequest.from_json(r.value) for r in asyncio.run(read_topic(settings, settings.regen_topic)) if r.value
+    ]
+    tracker = SessionTracker(
+        intent_space=load_intent_space(None),
+        policy=TriggerPolicy.from_settings(settings),
+        half_life_s=settings.affinity_half_life_s,
+    )
+    assert len(requests) == fold(records, tracker, max_event_bytes=settings.max_event_bytes).requests
+    last_version: dict[str, int] = {}
+    for req in requests:
+        assert req.version > last_version.get(req.session_id, 0), f"version went back for {req.session_id}"
+        last_version[req.session_id] = req.version
+    assert worker.endpoint.metric("vitrine_regen_triggers_total") == len(requests)
+    assert worker.endpoint.metric("vitrine_dlq_events_total") == 0
+
+
+def test_endpoints_report_liveness_readiness_and_metrics(
+    settings_factory: Callable[..., Settings], worker_factory: Callable[[Settings], WorkerProcess]
+) -> None:
+    worker = worker_factory(settings_factory())
+    worker.wait_ready()
+    assert worker.endpoint.get("/livez") == (200, b'{"status":"alive"}')
+    status, body = worker.endpoint.get("/readyz")
+    assert (status, orjson.loads(body)) == (200, {"ready": True})
+    status, body = worker.endpoint.get("/metrics")
+    text = body.decode()
+    assert status == 200
+    for family in (
+        "vitrine_events",
+        "vitrine_dlq_events",
+        "vitrine_regen_triggers",
+        "vitrine_sessions",
+        "vitrine_session_state_bytes",
+        "vitrine_consumer_lag",
+        "vitrine_ready",
+    ):
+        assert f"# TYPE {family}" in text, family
+    assert worker.endpoint.metric("vitrine_ready") == 1
+
+
+def _malformed_lines(max_bytes: int) -> list[tuple[bytes, DlqReason]]:
+    good = {"event_id": "x1", "session_id": "bad-1", "event_type": "view", "product_id": "1", "ts": 1569888000000}
+    return [
+        (b'{"event_id": "x0", "session_id": "bad-0", ', DlqReason.INVALID_JSON),
+        (b'["view", "1"]', DlqReason.NOT_AN_OBJECT),
+        (orjson.dumps({k: v for k, v in good.items() if k != "ts"}), DlqReason.MISSING_FIELD),
+        (orjson.dumps({**good, "event_type": "wishlist"}), DlqReason.UNKNOWN_EVENT_TYPE),
+        (orjson.dumps({**good, "price": -3.5}), DlqReason.INVALID_FIELD),
+        (orjson.dumps({**good, "event_type": "search"}), DlqReason.INCONSISTENT),
+        (orjson.dumps({**good, "brand": "x" * 100, "pad": "y" * max_bytes}), DlqReason.OVERSIZED),
+    ]
+
+
+def test_malformed_events_reach_the_dlq_and_valid_neighbours_are_processed(
+    settings_factory: Callable[..., Settings], worker_factory: Callable[[Settings], WorkerProcess], tmp_path: Path
+) -> None:
+    settings = settings_factory(max_event_bytes=2048)
+    valid = read_source(REES46, limit=600).records
+    bad = _malformed_lines(settings.max_event_bytes)
+    lines: list[bytes] = []
+    for i, rec in enumerate(valid):
+        lines.append(rec.value)
+        if i % 80 == 40:
+            lines.append(bad[(i // 80) % len(bad)][0])
+    jsonl = tmp_path / "crafted.jsonl"
+    jsonl.write_bytes(b"\n".join(lines) + b"\n")
+    records = read_source(jsonl).records
+    expected_bad = [line for line in lines if line not in {r.value for r in valid}]
+    assert len(expected_bad) == len(bad)  # each crafted line, so each reason, once
+
+    worker = worker_factory(settings)
+    worker.wait_ready()
+    asyncio.run(replay(records, settings, progress=False))
+    asyncio.run(_send_with_wrong_key(settings, valid[0].value))
+    worker.wait_processed(len(records) + 1)
+
+    dlq = asyncio.run(read_topic(settings, settings.dlq_topic))
+    source = {(r.partition, r.offset): r.value for r in asyncio.run(read_topic(settings, settings.clickstream_topic))}
+    reasons = {bad_line: reason for bad_line, reason in bad}
+    got = []
+    for rec in dlq:
+        headers = dict(rec.headers)
+        reason = headers["vitrine.dlq.reason"].decode()
+        origin = (int(headers["vitrine.dlq.partition"]), int(headers["vitrine.dlq.offset"]))
+        assert headers["vitrine.dlq.topic"].decode() == settings.clickstream_topic
+        assert source[origin] == rec.value, "DLQ value must be the original bytes at the recorded offset"
+        assert headers["vitrine.dlq.detail"], "a reason without detail is not actionable"
+        got.append((rec.value, reason))
+    expected = [(line, reasons[line].value) for line in expected_bad] + [(valid[0].value, DlqReason.KEY_MISMATCH.value)]
+    assert sorted(got) == sorted(expected)
+    assert worker.endpoint.metric("vitrine_dlq_events_total") == len(expected)
+    assert worker.endpoint.metric("vitrine_events_total") == len(valid)
+    wait_for_changelog(settings, reference(valid, settings))
+
+
+async def _send_with_wrong_key(settings: Settings, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.clickstream_topic, value, key=b"someone-else")
+    finally:
+        await producer.stop()
+
+
+def test_restarted_worker_restores_state_from_changelog_and_continues(
+    settings_factory: Callable[..., Settings], worker_factory: Callable[[Settings], WorkerProcess]
+) -> None:
+    settings = settings_factory()
+    records = read_source(REES46).records
+    half = len(records) // 2
+    first = worker_factory(settings)
+    first.wait_ready()
+    asyncio.run(replay(records[:half], settings, progress=False))
+    first.wait_processed(half)
+    wait_for_changelog(settings, reference(records[:half], settings))
+    assert first.stop() == 0
+
+    second = worker_factory(settings)  # new data dir, memory store: all state must come from the changelog
+    assert second.settings.data_dir != first.settings.data_dir
+    second.wait_ready()
+    asyncio.run(replay(records[half:], settings, progress=False))
+    second.wait_processed(len(records) - half)
+
+    wait_for_changelog(settings, reference(records, settings))
+    assert (
+        second.endpoint.metric("vitrine_events_total") + second.endpoint.metric("vitrine_duplicate_events_total")
+        >= len(records) - half
+    )
