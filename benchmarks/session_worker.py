@@ -3,9 +3,10 @@
     python -m benchmarks.session_worker --repeat 12 --runs 3
 
 Loads the REES46 log ``--repeat`` times (distinct session ids per pass, >= 200k events) into a
-fresh topic once, then alternates: the passthrough (consume every message, produce it to another
-topic, flush) and the real ``vitrine worker`` process (Faust agent, sessions table with changelog,
-regeneration requests), each reading the whole topic from the start with a new consumer group.
+fresh topic once, then alternates three consumers, each reading the whole topic from the start with
+a new consumer group: the raw aiokafka passthrough (consume every message, produce it to another
+topic, flush), a Faust agent that only forwards (the framework's floor), and the real
+``vitrine worker`` process (Faust agent, sessions table with changelog, regeneration requests).
 The worker's rate is read from its own /metrics counter, from the first poll that saw progress
 to the poll that saw every event.
 """
@@ -49,12 +50,18 @@ class Run:
         return self.events / self.seconds
 
 
-async def passthrough(bootstrap: str, topic: str, n: int, partitions: int) -> Run:
-    out = f"{topic}-passthrough-{uuid.uuid4().hex[:6]}"
+async def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
-    await admin.create_topics([NewTopic(out, partitions, 1)])
-    await admin.close()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+async def passthrough(bootstrap: str, topic: str, n: int, partitions: int) -> Run:
+    out = f"{topic}-passthrough-{uuid.uuid4().hex[:6]}"
+    await _create_topic(bootstrap, out, partitions)
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -127,6 +134,44 @@ def worker_run(bootstrap: str, topic: str, n: int, workdir: Path) -> Run:
         proc.wait(60)
 
 
+def faust_floor_run(bootstrap: str, topic: str, n: int, partitions: int, workdir: Path) -> Run:
+    sink = f"{topic}-faust-{uuid.uuid4().hex[:6]}"
+    asyncio.run(_create_topic(bootstrap, sink, partitions))
+    result = workdir / f"{sink}.result"
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.faust_floor",
+        "--bootstrap",
+        bootstrap,
+        "--source",
+        topic,
+        "--sink",
+        sink,
+        "--events",
+        str(n),
+        "--result",
+        str(result),
+        "--app-id",
+        sink,
+        "--data-dir",
+        str(workdir / sink),
+    ]
+    with (workdir / "faust-floor.log").open("ab") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        deadline = time.monotonic() + 900
+        while not result.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"faust floor run failed; see {workdir / 'faust-floor.log'}")
+            time.sleep(0.2)
+        events, seconds = result.read_text().split()
+        return Run("faust-forward", int(events), float(seconds), _peak_rss_mb(proc.pid))
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA / "rees46" / "2019-Oct-head.csv")
@@ -155,15 +200,18 @@ def main() -> None:
         runs: list[Run] = []
         for i in range(args.runs):
             runs.append(asyncio.run(passthrough(bootstrap, topic, n, args.partitions)))
+            runs.append(faust_floor_run(bootstrap, topic, n, args.partitions, workdir))
             runs.append(worker_run(bootstrap, topic, n, workdir))
-            print(f"run {i + 1}: " + "  ".join(f"{r.kind} {r.rate:,.0f} ev/s" for r in runs[-2:]), flush=True)
+            print(f"run {i + 1}: " + "  ".join(f"{r.kind} {r.rate:,.0f} ev/s" for r in runs[-3:]), flush=True)
 
     pt = statistics.median(r.rate for r in runs if r.kind == "passthrough")
     wk = [r for r in runs if r.kind == "worker"]
     wr = statistics.median(r.rate for r in wk)
-    print(f"\nevents: {n:,}; runs: {args.runs}")
-    print(f"raw aiokafka passthrough  median {pt:,.0f} events/s")
-    print(f"vitrine session worker    median {wr:,.0f} events/s  (ratio {wr / pt:.2f})")
+    ff = statistics.median(r.rate for r in runs if r.kind == "faust-forward")
+    print(f"\nevents: {n:,}; runs: {args.runs}; medians")
+    print(f"raw aiokafka passthrough   {pt:>8,.0f} events/s  (baseline)")
+    print(f"faust forward-only agent   {ff:>8,.0f} events/s  (ratio {ff / pt:.2f})")
+    print(f"vitrine session worker     {wr:>8,.0f} events/s  (ratio {wr / pt:.2f}, {wr / ff:.2f} of faust forward)")
     print(
         f"worker peak RSS median {statistics.median(r.peak_rss_mb for r in wk):.0f} MB; "
         f"mean state {statistics.median(r.state_bytes for r in wk):.0f} bytes/session"

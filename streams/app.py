@@ -208,6 +208,11 @@ def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
         # which capped the worker at about 1k events/s (measured, see BENCHMARKS.md).
         producer_linger=settings.producer_linger_s,
         producer_max_batch_size=256 * 1024,
+        # Faust would wait for every started event to be acked before a rebalance or shutdown, but our
+        # acks follow changelog flushes, which stop with the timers: a stop would hang. Unflushed
+        # events are simply not committed; whoever owns the partition next replays them, and the
+        # offset kept in each state makes that replay idempotent.
+        stream_wait_empty=False,
         web_enabled=True,
         web_bind=settings.web_host,
         web_port=settings.web_port,

@@ -16,14 +16,16 @@ Wire format: one JSON object per Kafka message, keyed by ``session_id``::
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from streams.exceptions import InvalidEvent
 
 EventType = Literal["view", "cart", "remove_from_cart", "purchase", "search"]
+# Free text is trimmed (a blank query says nothing); ids are not (see ClickEvent.model_config).
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 EVENT_TYPES: tuple[EventType, ...] = ("view", "cart", "remove_from_cart", "purchase", "search")
 
 
@@ -41,14 +43,15 @@ class DlqReason(StrEnum):
 
 
 class ClickEvent(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+    # No whitespace stripping: ids are opaque and session_id must equal the message key byte for byte.
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     event_id: str = Field(min_length=1, max_length=128)
     session_id: str = Field(min_length=1, max_length=128)
     user_id: str | None = Field(default=None, max_length=128)
     event_type: EventType
     product_id: str | None = Field(default=None, min_length=1, max_length=64)
-    query: str | None = Field(default=None, min_length=1, max_length=256)
+    query: Text | None = Field(default=None, max_length=256)
     price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     category: str | None = Field(default=None, max_length=256)
     brand: str | None = Field(default=None, max_length=128)

@@ -63,11 +63,14 @@ def detect_format(path: Path) -> SourceFormat:
 
 
 def read_source(path: Path, fmt: SourceFormat | None = None, *, repeat: int = 1, limit: int | None = None) -> SourceLog:
-    """Load a log, time-ordered (stable, so same-timestamp rows keep file order)."""
+    """Load a log. CSV logs come time-ordered (stable, so same-timestamp rows keep file order) and can be
+    repeated; JSONL is sent as written, byte for byte, so that malformed lines reach the worker."""
     if not path.exists():
         raise ReplayError(f"{path}: no such file")
     fmt = fmt or detect_format(path)
     if fmt is SourceFormat.JSONL:
+        if repeat != 1:
+            raise ReplayError(f"{path}: --repeat needs a CSV log; JSONL lines are replayed verbatim")
         log = SourceLog(list(_read_jsonl(path)))
     else:
         reader = _rees46_events if fmt is SourceFormat.REES46 else _online_retail_events

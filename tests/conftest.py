@@ -8,9 +8,11 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from streams.local_kafka import LocalKafka, free_port
 from streams.settings import Settings
@@ -56,8 +58,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The environment a worker process needs to arrive at exactly these settings."""
     env = {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
     for name, value in settings.model_dump(exclude={"kafka_bootstrap_servers"}).items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         if value is not None:
-            env[f"VITRINE_{name.upper()}"] = str(value.value if hasattr(value, "value") else value)
+            env[f"VITRINE_{name.upper()}"] = str(value.value if isinstance(value, Enum) else value)
     return env
 
 
@@ -110,12 +114,14 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def worker_factory(tmp_path: Path) -> Iterator[Callable[[Settings], WorkerProcess]]:
+def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def make(settings: Settings) -> WorkerProcess:
+    def make(settings: Settings, data_dir: Path | None = None) -> WorkerProcess:
+        """A fresh data dir per worker unless one is given (a StatefulSet pod keeps its volume)."""
         run = len(started)
-        settings = settings.model_copy(update={"web_port": free_port(), "data_dir": tmp_path / f"worker-{run}"})
+        data_dir = data_dir or tmp_path / f"worker-{run}"
+        settings = settings.model_copy(update={"web_port": free_port(), "data_dir": data_dir})
         worker = WorkerProcess(settings, tmp_path / f"worker-{run}.log").start()
         started.append(worker)
         return worker

@@ -20,7 +20,7 @@ from streams.replay import replay
 from streams.replay_sources import ReplayRecord, read_source
 from streams.session_state import SessionState
 from streams.sessions import SessionTracker
-from streams.settings import Settings
+from streams.settings import Settings, StoreKind
 from streams.topics import read_topic
 from streams.trigger import TriggerPolicy
 from tests.conftest import REES46, WorkerProcess
@@ -218,3 +218,52 @@ def test_restarted_worker_restores_state_from_changelog_and_continues(
         second.endpoint.metric("vitrine_events_total") + second.endpoint.metric("vitrine_duplicate_events_total")
         >= len(records) - half
     )
+
+
+def test_idle_sessions_expire_with_a_changelog_tombstone(
+    settings_factory: Callable[..., Settings], worker_factory: Callable[[Settings], WorkerProcess], tmp_path: Path
+) -> None:
+    settings = settings_factory(session_ttl_s=60.0, expiry_interval_s=0.5)
+    t0 = 1569888000000
+    events = [
+        {"event_id": "e1", "session_id": "idle", "event_type": "view", "product_id": "1", "ts": t0},
+        {"event_id": "e2", "session_id": "idle", "event_type": "view", "product_id": "2", "ts": t0 + 1000},
+        {"event_id": "e3", "session_id": "active", "event_type": "view", "product_id": "3", "ts": t0 + 600_000},
+    ]
+    log = tmp_path / "two-sessions.jsonl"
+    log.write_bytes(b"\n".join(orjson.dumps(e) for e in events))
+    worker = worker_factory(settings)
+    worker.wait_ready()
+    asyncio.run(replay(read_source(log).records, settings, progress=False))
+    worker.wait_processed(len(events))
+
+    deadline = time.monotonic() + 30
+    while worker.endpoint.metric("vitrine_expired_sessions_total") < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert worker.endpoint.metric("vitrine_expired_sessions_total") == 1
+    time.sleep(settings.flush_interval_s * 3)
+    records = asyncio.run(read_topic(settings, f"{settings.app_id}-sessions-changelog"))
+    assert [r.value for r in records if r.key == b"idle"][-1] is None, "expiry must leave a tombstone"
+    assert set(latest_by_key(records)) == {b"active"}
+
+
+def test_rocksdb_store_survives_a_restart_on_the_same_volume(
+    settings_factory: Callable[..., Settings], worker_factory: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    """The production store: state on disk, restart on the same data dir (a StatefulSet pod's volume)."""
+    settings = settings_factory(store=StoreKind.ROCKSDB)
+    records = read_source(REES46, limit=6000).records
+    volume = tmp_path / "volume"
+    first = worker_factory(settings, volume)
+    first.wait_ready()
+    asyncio.run(replay(records[:3000], settings, progress=False))
+    first.wait_processed(3000)
+    wait_for_changelog(settings, reference(records[:3000], settings))
+    assert first.stop() == 0
+    assert any(volume.rglob("*.sst")) or any(volume.rglob("CURRENT")), "RocksDB wrote nothing to the volume"
+
+    second = worker_factory(settings, volume)
+    second.wait_ready()
+    asyncio.run(replay(records[3000:], settings, progress=False))
+    second.wait_processed(3000)
+    wait_for_changelog(settings, reference(records, settings))

@@ -1,0 +1,130 @@
+"""Settings from the environment, secret handling, and the Kafka options built from them."""
+
+from __future__ import annotations
+
+import os
+import ssl
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from streams.kafka_config import aiokafka_options, faust_credentials
+from streams.settings import SecurityProtocol, Settings, StoreKind
+
+PASSWORD = "s3cr3t-hunter2-\u00e9"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("VITRINE_") or name == "KAFKA_BOOTSTRAP_SERVERS":
+            monkeypatch.delenv(name)
+
+
+def test_defaults() -> None:
+    s = Settings()
+    assert s.kafka_bootstrap_servers == "127.0.0.1:9092"
+    assert s.kafka_security_protocol is SecurityProtocol.PLAINTEXT
+    assert s.kafka_sasl_password is None
+
+
+def test_kafka_bootstrap_servers_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "broker-0:9092,broker-1:9092")
+    assert Settings().kafka_bootstrap_servers == "broker-0:9092,broker-1:9092"
+
+
+def test_prefixed_bootstrap_servers_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITRINE_KAFKA_BOOTSTRAP_SERVERS", "kafka.internal:9093")
+    assert Settings().kafka_bootstrap_servers == "kafka.internal:9093"
+
+
+def test_keyword_argument_beats_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "from-env:1")
+    assert Settings(kafka_bootstrap_servers="from-kwarg:2").kafka_bootstrap_servers == "from-kwarg:2"
+
+
+def test_vitrine_prefix_for_other_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITRINE_TOPIC_PARTITIONS", "12")
+    monkeypatch.setenv("VITRINE_STORE", "rocksdb")
+    monkeypatch.setenv("VITRINE_TRIGGER_COOLDOWN_S", "2.5")
+    monkeypatch.setenv("VITRINE_LOG_JSON", "false")
+    monkeypatch.setenv("VITRINE_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("TOPIC_PARTITIONS", "99")  # unprefixed names are not read
+    s = Settings()
+    assert s.topic_partitions == 12
+    assert s.store is StoreKind.ROCKSDB
+    assert s.trigger_cooldown_s == 2.5
+    assert s.log_json is False
+    assert s.kafka_security_protocol is SecurityProtocol.SASL_SSL
+
+
+def test_invalid_env_value_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITRINE_TOPIC_PARTITIONS", "0")
+    with pytest.raises(ValidationError, match="topic_partitions"):
+        Settings()
+
+
+def test_password_never_appears_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITRINE_KAFKA_SASL_PASSWORD", PASSWORD)
+    s = Settings()
+    assert isinstance(s.kafka_sasl_password, SecretStr)
+    assert s.kafka_sasl_password.get_secret_value() == PASSWORD
+    for text in (repr(s), str(s), s.model_dump_json(), repr(s.model_dump()), f"{s}", f"{s!r}"):
+        assert PASSWORD not in text
+        assert "s3cr3t" not in text
+
+
+def test_settings_are_frozen() -> None:
+    s = Settings()
+    with pytest.raises(ValidationError):
+        s.topic_partitions = 9
+
+
+# --- Kafka options ----------------------------------------------------------------------------------
+
+
+def sasl(protocol: SecurityProtocol, password: str | None = PASSWORD) -> Settings:
+    return Settings(
+        kafka_bootstrap_servers="b:9092",
+        kafka_security_protocol=protocol,
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="vitrine",
+        kafka_sasl_password=password,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("protocol", [SecurityProtocol.PLAINTEXT, SecurityProtocol.SSL])
+def test_no_sasl_fields_without_sasl(protocol: SecurityProtocol) -> None:
+    opts = aiokafka_options(sasl(protocol))
+    assert opts["bootstrap_servers"] == "b:9092"
+    assert opts["security_protocol"] == protocol.value
+    assert not [k for k in opts if k.startswith("sasl")]
+    assert ("ssl_context" in opts) is (protocol is SecurityProtocol.SSL)
+
+
+@pytest.mark.parametrize("protocol", [SecurityProtocol.SASL_PLAINTEXT, SecurityProtocol.SASL_SSL])
+def test_sasl_fields_with_sasl(protocol: SecurityProtocol) -> None:
+    opts = aiokafka_options(sasl(protocol))
+    assert opts["security_protocol"] == protocol.value
+    assert opts["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert opts["sasl_plain_username"] == "vitrine"
+    assert opts["sasl_plain_password"] == PASSWORD
+    assert isinstance(opts["sasl_plain_password"], str)
+    if protocol is SecurityProtocol.SASL_SSL:
+        assert isinstance(opts["ssl_context"], ssl.SSLContext)
+    else:
+        assert "ssl_context" not in opts
+
+
+def test_sasl_without_password_sends_none() -> None:
+    opts = aiokafka_options(sasl(SecurityProtocol.SASL_PLAINTEXT, password=None))
+    assert "sasl_plain_password" not in opts
+    assert opts["sasl_mechanism"] == "SCRAM-SHA-512"
+
+
+def test_faust_credentials() -> None:
+    assert faust_credentials(Settings()) is None
+    creds = faust_credentials(sasl(SecurityProtocol.SASL_PLAINTEXT))
+    assert creds is not None
+    assert creds.username == "vitrine"  # type: ignore[attr-defined]
+    assert creds.password == PASSWORD  # type: ignore[attr-defined]
