@@ -8,6 +8,10 @@ import contextlib
 import sys
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from streams.exceptions import VitrineError
 from streams.settings import Settings
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -90,8 +94,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    settings = Settings()
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+        return _run(args, settings)
+    except ValidationError as exc:
+        parser.exit(2, f"vitrine: invalid settings:\n{exc}\n")
+    except (VitrineError, KafkaError) as exc:
+        parser.exit(1, f"vitrine: error: {exc}\n")
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "worker":
         from streams.worker import run_worker
 

@@ -1,0 +1,41 @@
+"""The command line turns our own errors into one readable line and an exit code, not a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.cli import main
+
+
+def test_missing_log_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["replay", "/definitely/not/here.csv"])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == "vitrine: error: /definitely/not/here.csv: no such file\n"
+
+
+def test_invalid_setting_names_the_field(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("VITRINE_TOPIC_PARTITIONS", "zero")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["topics"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vitrine: invalid settings:") and "topic_partitions" in err
+
+
+def test_speed_argument_rejects_nonsense(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["replay", "x.csv", "--speed", "-2"])
+    assert exit_info.value.code == 2
+    assert "speed factor must be positive" in capsys.readouterr().err
+
+
+def test_simulate_reports_the_configured_policy_first(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import REES46
+
+    assert main(["simulate", str(REES46)]) == 0
+    out = capsys.readouterr().out
+    assert "17,434 events, 5,066 sessions" in out
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    assert rows[1].startswith("| configured TriggerPolicy(min_events=3")
+    assert len(rows) == 9  # header + configured + 7 neighbours
