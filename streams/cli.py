@@ -32,6 +32,16 @@ def _speed(text: str) -> float:
     return value
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("expected a positive integer")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vitrine",
@@ -80,6 +90,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("path", type=Path)
     s.add_argument("--format", choices=["rees46", "online-retail", "jsonl"])
+
+    e = sub.add_parser(
+        "eval",
+        help="offline replay evaluation of traditional storefront strategies",
+        description="Replays a time-ordered log and scores the page each baseline strategy would show "
+        "(popularity, category affinity, co-visitation, session-kNN, own history / re-buy) against what the "
+        "shopper does next: hit rate, NDCG, coverage and diversity with bootstrap intervals. No Kafka.",
+    )
+    e.add_argument("path", type=Path, help="REES46 CSV, Online Retail II CSV(.gz) or the project's JSONL")
+    e.add_argument("--format", choices=["rees46", "online-retail", "jsonl"], help="default: from the file's header")
+    e.add_argument("--k", type=_positive, default=12, help="page size (default 12)")
+    e.add_argument("--out", type=Path, help="write the Markdown report here (e.g. docs/eval/rees46.md)")
+    e.add_argument("--limit", type=_positive, help="evaluate only the first N events of the log")
+    e.add_argument(
+        "--cutoff",
+        help="score from this UTC date on (YYYY-MM-DD); earlier events only train "
+        "(default: all events on clickstreams, 2010-09-01 on Online Retail)",
+    )
+    e.add_argument("--resamples", type=_positive, default=1000, help="bootstrap resamples (default 1000)")
 
     d = sub.add_parser(
         "demo",
@@ -134,6 +163,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from streams.simulate import simulate
 
         print(simulate(args.path, args.format, settings))
+    elif args.command == "eval":
+        from streams.evaluation.cli import run_eval
+
+        print(run_eval(args))
     elif args.command == "demo":
         from streams.demo import run_demo
 

@@ -1,0 +1,286 @@
+"""What is scored when.
+
+The log is replayed in time order, one group of events sharing a timestamp at a time: first every
+scored position of the group gets its pages (built from ``History`` as it stood before the group),
+then the whole group is folded into ``History``. So no count, session or customer history a page
+is built from includes the event scored, anything at the same second, or anything later.
+
+Targets:
+
+- Clickstream (REES46), context = the session. Every event of a session that already has earlier
+  events is a scored position. ``next novel product``: the event's product was not yet seen in the
+  session (any event type); the page leaves out the session's items, which cannot be hits.
+  ``next cart/purchase`` and ``next viewed item``: the event's product, page left as it is.
+- Transactions (Online Retail), context = the customer. Every invoice of a known customer at or
+  after the cutoff is scored against the page built before it: a hit if any item of the invoice is
+  on the page, NDCG with the invoice's distinct items as the relevant set. ``next invoice`` counts
+  every such invoice; ``next invoice, returning customer`` only those of customers with an earlier
+  invoice. Earlier months (before the cutoff) only train the counts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from streams.evaluation.history import NO_CATEGORY, Event, History
+from streams.evaluation.metrics import dcg_hit
+from streams.evaluation.strategies import Strategy, clickstream_strategies, transaction_strategies
+from streams.replay_sources import ReplayRecord, SourceFormat, detect_format, read_source
+
+NOVEL = "next novel product"
+CART = "next cart/purchase"
+VIEW = "next viewed item"
+INVOICE = "next invoice"
+RETURNING = "next invoice, returning customer"
+
+
+@dataclass(frozen=True, slots=True)
+class EvalConfig:
+    k: int = 12
+    # Scored positions start here (epoch ms); everything earlier only trains. None: score all.
+    cutoff_ms: int | None = None
+    pop_half_life_s: float = 3600.0
+    context_half_life_s: float = 600.0
+    resamples: int = 1000
+    seed: int = 7
+
+
+CLICKSTREAM_CONFIG = EvalConfig()
+TRANSACTION_CONFIG = EvalConfig(
+    cutoff_ms=int(datetime(2010, 9, 1, tzinfo=UTC).timestamp() * 1000),
+    pop_half_life_s=30 * 86400.0,
+    context_half_life_s=180 * 86400.0,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """One scored position: a page is built for ``context`` and judged against ``relevant``."""
+
+    event_id: str
+    context: str | None
+    relevant: frozenset[int]
+    exclude: frozenset[int]
+    targets: tuple[str, ...]
+    cluster: str  # bootstrap unit: the session (clickstream) or the customer (transactions)
+
+
+@dataclass(slots=True)
+class Outcomes:
+    """Per scored page of one (target, strategy): the raw material of every metric."""
+
+    hits: list[float] = field(default_factory=list)
+    ndcgs: list[float] = field(default_factory=list)
+    diversities: list[float] = field(default_factory=list)
+    clusters: list[str] = field(default_factory=list)
+    pages: list[tuple[int, ...]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class EvalRun:
+    fmt: SourceFormat
+    config: EvalConfig
+    strategies: list[tuple[str, str]]  # (name, description)
+    targets: list[str]
+    outcomes: dict[tuple[str, str], Outcomes]
+    # (event_id, target, strategy) -> page; what the leakage self-test compares.
+    pages: dict[tuple[str, str, str], tuple[int, ...]]
+    stats: dict[str, int | str]
+    items: list[str]  # item index -> product id
+    seconds: dict[str, float]
+
+
+def load_events(records: Iterable[ReplayRecord]) -> tuple[list[Event], list[str]]:
+    """Decode replay records (time-ordered ClickEvent JSON) into integer-id events; skip searches."""
+    item_ids: dict[str, int] = {}
+    cat_ids: dict[str, int] = {}
+    events: list[Event] = []
+    for record in records:
+        data = orjson.loads(record.value)
+        product = data.get("product_id")
+        if product is None:
+            continue
+        item = item_ids.setdefault(product, len(item_ids))
+        category = data.get("category")
+        cat = cat_ids.setdefault(category, len(cat_ids)) if category else NO_CATEGORY
+        events.append(
+            Event(
+                index=len(events),
+                event_id=data["event_id"],
+                ts=data["ts"],
+                session=data["session_id"],
+                user=data.get("user_id"),
+                kind=data["event_type"],
+                item=item,
+                category=cat,
+            )
+        )
+    if any(a.ts > b.ts for a, b in itertools.pairwise(events)):
+        events.sort(key=lambda e: e.ts)  # stable: same-second events keep log order
+    return events, list(item_ids)
+
+
+def clickstream_positions(group: list[Event], history: History, config: EvalConfig) -> list[Scored]:
+    out: list[Scored] = []
+    done: set[tuple[str, int, str]] = set()
+    for e in group:
+        if config.cutoff_ms is not None and e.ts < config.cutoff_ms:
+            continue
+        seen = history.session_items.get(e.session)
+        if not seen:
+            continue  # the session's first second: nothing to personalise from
+        targets: list[str] = []
+        if e.item not in seen:
+            targets.append(NOVEL)
+        if e.kind in ("cart", "purchase"):
+            targets.append(CART)
+        elif e.kind == "view":
+            targets.append(VIEW)
+        for target in targets:
+            if (e.session, e.item, target) in done:
+                continue  # the same product twice in the same second of a session: one position
+            done.add((e.session, e.item, target))
+            exclude = frozenset(seen) if target == NOVEL else frozenset()
+            out.append(Scored(e.event_id, e.session, frozenset([e.item]), exclude, (target,), e.session))
+    return out
+
+
+def transaction_positions(group: list[Event], history: History, config: EvalConfig) -> list[Scored]:
+    invoices: dict[str, list[Event]] = {}
+    for e in group:
+        if e.user is None or (config.cutoff_ms is not None and e.ts < config.cutoff_ms):
+            continue
+        invoices.setdefault(e.session, []).append(e)
+    out: list[Scored] = []
+    for lines in invoices.values():
+        user = lines[0].user
+        assert user is not None
+        targets = (INVOICE, RETURNING) if user in history.context_items else (INVOICE,)
+        relevant = frozenset(e.item for e in lines)
+        out.append(Scored(lines[0].event_id, user, relevant, frozenset(), targets, user))
+    return out
+
+
+def build_page(strategy: Strategy, history: History, position: Scored, k: int) -> tuple[int, ...]:
+    want = k + len(position.exclude)
+    page: list[int] = []
+    taken = set(position.exclude)
+    for item in itertools.chain(strategy.rank(position.context, want), history.popular(want + k)):
+        if item not in taken:
+            taken.add(item)
+            page.append(item)
+            if len(page) == k:
+                break
+    return tuple(page)
+
+
+def replay(
+    events: list[Event],
+    *,
+    n_items: int,
+    fmt: SourceFormat,
+    config: EvalConfig,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[Strategy], dict[tuple[str, str], Outcomes], dict[tuple[str, str, str], tuple[int, ...]], Counter[str]]:
+    clickstream = fmt is not SourceFormat.ONLINE_RETAIL
+    history = History(
+        n_items=n_items,
+        t0=events[0].ts if events else 0,
+        pop_half_life_s=config.pop_half_life_s,
+        context_half_life_s=config.context_half_life_s,
+        context_by_user=not clickstream,
+    )
+    strategies = clickstream_strategies(history) if clickstream else transaction_strategies(history)
+    positions_of = clickstream_positions if clickstream else transaction_positions
+    outcomes: dict[tuple[str, str], Outcomes] = {}
+    pages: dict[tuple[str, str, str], tuple[int, ...]] = {}
+    counts: Counter[str] = Counter()
+    for _, grouped in itertools.groupby(events, key=lambda e: e.ts):
+        group = list(grouped)
+        for position in positions_of(group, history, config):
+            for strategy in strategies:
+                page = build_page(strategy, history, position, config.k)
+                hit, ndcg = dcg_hit(page, position.relevant, config.k)
+                categories = {history.item_category.get(i, NO_CATEGORY) for i in page}
+                diversity = len(categories) / config.k
+                for target in position.targets:
+                    o = outcomes.setdefault((target, strategy.name), Outcomes())
+                    o.hits.append(hit)
+                    o.ndcgs.append(ndcg)
+                    o.diversities.append(diversity)
+                    o.clusters.append(position.cluster)
+                    o.pages.append(page)
+                    pages[(position.event_id, target, strategy.name)] = page
+            for target in position.targets:
+                counts[target] += 1
+        for e in group:  # only now does the group become the past
+            history.observe(e)
+        if progress is not None:
+            progress(len(group))
+    return strategies, outcomes, pages, counts
+
+
+def evaluate(
+    path: Path,
+    fmt: SourceFormat | None = None,
+    *,
+    config: EvalConfig | None = None,
+    limit: int | None = None,
+    show_progress: bool = False,
+) -> EvalRun:
+    started = time.perf_counter()
+    log = read_source(path, fmt, limit=limit)
+    fmt = fmt or detect_format(path)
+    if config is None:
+        config = TRANSACTION_CONFIG if fmt is SourceFormat.ONLINE_RETAIL else CLICKSTREAM_CONFIG
+    events, items = load_events(log.records)
+    loaded = time.perf_counter()
+    bar = None
+    if show_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(events), unit="ev", desc="replay", leave=False, mininterval=1.0)
+    strategies, outcomes, pages, counts = replay(
+        events, n_items=len(items), fmt=fmt, config=config, progress=bar.update if bar is not None else None
+    )
+    if bar is not None:
+        bar.close()
+    replayed = time.perf_counter()
+    order = [NOVEL, CART, VIEW] if fmt is not SourceFormat.ONLINE_RETAIL else [INVOICE, RETURNING]
+    stats: dict[str, int | str] = {
+        "events": len(events),
+        "sessions": len({e.session for e in events}),
+        "users": len({e.user for e in events if e.user is not None}),
+        "items": len(items),
+        "categories": len({e.category for e in events if e.category != NO_CATEGORY}),
+        "first event": _iso(events[0].ts) if events else "-",
+        "last event": _iso(events[-1].ts) if events else "-",
+    }
+    if config.cutoff_ms is not None:
+        stats["scored from"] = _iso(config.cutoff_ms)
+    for target in order:
+        stats[f"scored: {target}"] = counts[target]
+    stats.update({f"skipped rows: {reason}": n for reason, n in log.skipped.items()})
+    return EvalRun(
+        fmt=fmt,
+        config=config,
+        strategies=[(s.name, s.description) for s in strategies],
+        targets=[t for t in order if counts[t]],
+        outcomes=outcomes,
+        pages=pages,
+        stats=stats,
+        items=items,
+        seconds={"load": loaded - started, "replay": replayed - loaded},
+    )
+
+
+def _iso(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
