@@ -34,7 +34,7 @@ from streams.local_kafka import LocalKafka, free_port
 from streams.replay import replay
 from streams.replay_sources import read_source
 from streams.settings import Settings
-from streams.worker_client import WorkerEndpoint
+from streams.worker_client import WorkerEndpoint, start_worker
 
 
 @dataclass
@@ -99,21 +99,17 @@ def _peak_rss_mb(pid: int) -> float:
 
 def worker_run(bootstrap: str, topic: str, n: int, workdir: Path) -> Run:
     port = free_port()
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "VITRINE_APP_ID": f"bench-{uuid.uuid4().hex[:8]}",
-        "VITRINE_CLICKSTREAM_TOPIC": topic,
-        "VITRINE_REGEN_TOPIC": f"{topic}-regen",
-        "VITRINE_DLQ_TOPIC": f"{topic}-dlq",
-        "VITRINE_WEB_PORT": str(port),
-        "VITRINE_DATA_DIR": str(workdir / uuid.uuid4().hex[:8]),
-        "VITRINE_LOG_LEVEL": "WARNING",
-    }
-    with (workdir / "worker.log").open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=subprocess.DEVNULL, stderr=log
-        )
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        app_id=f"bench-{uuid.uuid4().hex[:8]}",
+        clickstream_topic=topic,
+        regen_topic=f"{topic}-regen",
+        dlq_topic=f"{topic}-dlq",
+        web_port=port,
+        data_dir=workdir / uuid.uuid4().hex[:8],
+        log_level="WARNING",
+    )
+    proc = start_worker(settings, workdir / "worker.log")
     endpoint = WorkerEndpoint(port, proc)
     try:
         endpoint.wait_ready()

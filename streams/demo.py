@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from contextlib import ExitStack
@@ -22,7 +20,7 @@ from streams.replay import replay
 from streams.replay_sources import read_source
 from streams.settings import Settings
 from streams.topics import read_topic
-from streams.worker_client import WorkerEndpoint
+from streams.worker_client import WorkerEndpoint, start_worker
 
 DEMO_DIR = Path("var/demo")
 
@@ -64,10 +62,7 @@ def run_demo(settings: Settings, *, data: Path, speed: float, show: int) -> int:
                 "log_level": "WARNING",
             }
         )
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
-        env.update({f"VITRINE_{k.upper()}": str(v) for k, v in demo.model_dump(include=_PASSED).items()})
-        log = stack.enter_context((DEMO_DIR / "worker.log").open("ab"))
-        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log, stderr=log)
+        proc = start_worker(demo, DEMO_DIR / "worker.log")
         stack.callback(proc.wait, 60)
         stack.callback(proc.terminate)
         print(f"session worker starting (metrics on http://127.0.0.1:{port}/metrics) ...", flush=True)
@@ -106,6 +101,3 @@ def _sample(requests: list[RegenRequest], n: int) -> list[RegenRequest]:
             if queue and len(picked) < n:
                 picked.append(queue.pop(0))
     return picked
-
-
-_PASSED = {"app_id", "clickstream_topic", "regen_topic", "dlq_topic", "web_port", "data_dir", "log_level"}

@@ -115,6 +115,9 @@ class LocalKafka:
     def start(self) -> str:
         classpath = f"{ensure_jars(self.home)}/*"
         self.port, controller = free_port(), free_port()
+        # A throwaway broker: a log dir left by an earlier run carries another cluster id and would
+        # make formatting fail, so start from an empty one.
+        shutil.rmtree(self.data_dir / "logs", ignore_errors=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = self.data_dir / "server.properties"
         props.write_text(self._properties(controller))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import Enum, StrEnum
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -77,3 +77,13 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, ge=1, le=65535)
     log_level: str = "INFO"
     log_json: bool = True
+
+    def to_env(self) -> dict[str, str]:
+        """The environment under which a worker process reads back exactly these settings."""
+        env = {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers}
+        for name, value in self.model_dump(exclude={"kafka_bootstrap_servers"}).items():
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if value is not None:
+                env[f"VITRINE_{name.upper()}"] = str(value.value if isinstance(value, Enum) else value)
+        return env

@@ -6,13 +6,30 @@ and need to know when it is ready and how far it got.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
+
+from streams.settings import Settings
 
 PROCESSED_METRICS = ("vitrine_events_total", "vitrine_dlq_events_total", "vitrine_duplicate_events_total")
+
+
+def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    """``vitrine worker`` as a child process with exactly ``settings``, output appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env={**os.environ, **settings.to_env()},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 class WorkerGone(RuntimeError):

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from streams.local_kafka import LocalKafka, free_port
 from streams.settings import Settings
-from streams.worker_client import WorkerEndpoint, WorkerGone
+from streams.worker_client import WorkerEndpoint, WorkerGone, start_worker
 
 SHARED_DATA = Path(os.environ.get("VITRINE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 REES46 = SHARED_DATA / "rees46" / "2019-Oct-head.csv"
@@ -54,17 +51,6 @@ def settings_factory(kafka_bootstrap: str) -> Callable[..., Settings]:
     return make
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment a worker process needs to arrive at exactly these settings."""
-    env = {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
-    for name, value in settings.model_dump(exclude={"kafka_bootstrap_servers"}).items():
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if value is not None:
-            env[f"VITRINE_{name.upper()}"] = str(value.value if isinstance(value, Enum) else value)
-    return env
-
-
 @dataclass
 class WorkerProcess:
     """A real ``vitrine worker`` subprocess with its web port."""
@@ -74,12 +60,7 @@ class WorkerProcess:
     proc: subprocess.Popen[bytes] = field(init=False)
 
     def start(self) -> WorkerProcess:
-        env = {**os.environ, **settings_env(self.settings)}
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
-            )
+        self.proc = start_worker(self.settings, self.log_path)
         return self
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import ssl
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -128,3 +129,27 @@ def test_faust_credentials() -> None:
     assert creds is not None
     assert creds.username == "vitrine"  # type: ignore[attr-defined]
     assert creds.password == PASSWORD  # type: ignore[attr-defined]
+
+
+def test_to_env_round_trips_every_field_through_a_child_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the demo, benchmark and tests hand to a worker process must read back as the same settings."""
+    original = Settings(
+        kafka_bootstrap_servers="broker-1:9093,broker-2:9093",
+        kafka_security_protocol=SecurityProtocol.SASL_SSL,
+        kafka_sasl_username="svc",
+        kafka_sasl_password=SecretStr("s3cret"),
+        store=StoreKind.ROCKSDB,
+        data_dir=Path("/var/lib/vitrine"),
+        topic_partitions=8,
+        trigger_drift_high=0.42,
+        log_json=False,
+    )
+    for name in list(os.environ):
+        if name.startswith("VITRINE_") or name == "KAFKA_BOOTSTRAP_SERVERS":
+            monkeypatch.delenv(name)
+    for name, value in original.to_env().items():
+        monkeypatch.setenv(name, value)
+    restored = Settings()
+    assert restored == original
+    assert restored.kafka_sasl_password is not None
+    assert restored.kafka_sasl_password.get_secret_value() == "s3cret"
