@@ -8,6 +8,7 @@ import shlex
 import time
 from datetime import UTC, datetime
 
+from streams.evaluation.plots import plot_rows
 from streams.evaluation.protocol import CLICKSTREAM_CONFIG, TRANSACTION_CONFIG, evaluate
 from streams.evaluation.report import markdown, summarise, table
 from streams.exceptions import ReplayError
@@ -46,6 +47,10 @@ def run_eval(args: argparse.Namespace) -> str:
             command += ["--resamples", str(args.resamples)]
         command += ["--out", str(args.out)]
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(markdown(run, rows, command=shlex.join(command), title=TITLES[fmt], seconds=seconds))
-        text += f"\n\nreport: {args.out}"
+        figure = args.out.with_suffix(".png")
+        plot_rows(rows, config.k, figure, title=f"{TITLES[fmt]}: k = {config.k}, 95% intervals")
+        args.out.write_text(
+            markdown(run, rows, command=shlex.join(command), title=TITLES[fmt], seconds=seconds, figure=figure.name)
+        )
+        text += f"\n\nreport: {args.out} (figure {figure})"
     return text + f"\n({seconds:.1f} s)"

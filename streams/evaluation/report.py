@@ -64,7 +64,9 @@ def machine() -> str:
     )
 
 
-def markdown(run: EvalRun, rows: list[Row], *, command: str, title: str, seconds: float) -> str:
+def markdown(
+    run: EvalRun, rows: list[Row], *, command: str, title: str, seconds: float, figure: str | None = None
+) -> str:
     cfg = run.config
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     best: dict[str, Row] = {}
@@ -110,6 +112,7 @@ def markdown(run: EvalRun, rows: list[Row], *, command: str, title: str, seconds
         "",
         table(rows, cfg.k, markdown=True),
         "",
+        *([f"![hit rate and NDCG per strategy, with 95% intervals]({figure})", ""] if figure else []),
         "## Reading",
         "",
         *[
