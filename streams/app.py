@@ -84,12 +84,16 @@ class SessionWorker:
             outcome = self.tracker.apply(self.table.data.get(key), click, partition=msg.partition, offset=msg.offset)
             if outcome.duplicate:
                 metrics.DUPLICATES.inc()
+                if outcome.request is not None:  # same version again: consumers keep the first
+                    metrics.RESENT.inc()
+                    await self._request(key, outcome.request, msg.partition)
             else:
                 # Inside the stream the current event names the partition, which the RocksDB store needs.
                 self.table.data[key] = self.dirty[key] = outcome.state
                 self.watermark_ms = max(self.watermark_ms, click.ts)
                 metrics.EVENTS.labels(click.event_type).inc()
                 if outcome.request is not None:
+                    metrics.TRIGGERS.labels(outcome.request.reason).inc()
                     await self._request(key, outcome.request, msg.partition)
         if len(self.unacked) >= self.settings.flush_max_events:
             await self.flush()
@@ -107,7 +111,6 @@ class SessionWorker:
 
     async def _request(self, key: bytes, request: RegenRequest, partition: int) -> None:
         request = replace(request, requested_at_ms=int(time.time() * 1000))
-        metrics.TRIGGERS.labels(request.reason).inc()
         await self.app.producer.send(self.regen_topic, key, request.to_json(), partition, None, None)
 
     async def _dead_letter(self, msg: Any, raw: bytes, exc: InvalidEvent) -> None:

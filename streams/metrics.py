@@ -14,6 +14,11 @@ DUPLICATES = Counter(
 )
 DLQ = Counter("vitrine_dlq_events", "Events sent to the dead-letter topic.", ["reason"], registry=REGISTRY)
 TRIGGERS = Counter("vitrine_regen_triggers", "Regeneration requests emitted.", ["reason"], registry=REGISTRY)
+RESENT = Counter(
+    "vitrine_regen_requests_resent",
+    "Requests sent again because the event behind them was redelivered (same version).",
+    registry=REGISTRY,
+)
 EXPIRED = Counter("vitrine_expired_sessions", "Idle sessions removed from the table.", registry=REGISTRY)
 SESSIONS = Gauge("vitrine_sessions", "Sessions held in this worker's table partitions.", registry=REGISTRY)
 STATE_BYTES = Gauge("vitrine_session_state_bytes", "Mean encoded size of one session state.", registry=REGISTRY)

@@ -56,6 +56,7 @@ class SessionState:
     regen_intent_half: bytes = ZERO_HALF
     version: int = 0
     last_regen_ts: int = 0
+    regen_offset: int = -1  # input offset of the event behind the current version, to re-send on redelivery
     last_reason: str | None = None
     drift_pending: bool = False
 
@@ -74,7 +75,7 @@ class SessionState:
     def logical(self) -> dict[str, Any]:
         """Everything but the Kafka position, for comparing with a state folded offline."""
         out = self.to_dict()
-        del out["partition"], out["last_offset"]
+        del out["partition"], out["last_offset"], out["regen_offset"]
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +100,7 @@ class SessionState:
                 self.last_regen_ts,
                 self.last_reason,
                 self.drift_pending,
+                self.regen_offset,
             ]
         )
         return b"".join((_HEAD.pack(FORMAT_VERSION, len(body)), body, self.intent_half, self.regen_intent_half))
@@ -129,6 +131,7 @@ class SessionState:
             last_regen_ts=fields[13],
             last_reason=fields[14],
             drift_pending=fields[15],
+            regen_offset=fields[16],
             intent_half=data[vec : vec + width],
             regen_intent_half=data[vec + width : vec + 2 * width],
         )

@@ -85,7 +85,11 @@ class SessionTracker:
         if state is None:
             state = SessionState(user_id=event.user_id, partition=partition, first_ts=event.ts, last_ts=event.ts)
         elif partition == state.partition and offset <= state.last_offset:
-            return Outcome(state, None, duplicate=True)
+            # The request for the current version may have been lost with the worker that wrote this
+            # state (request and changelog are different topics): the event behind it sends it again.
+            reason = state.last_reason if offset == state.regen_offset else None
+            request = self._request(event, state, reason, 0.0) if reason is not None else None
+            return Outcome(state, request, duplicate=True)
 
         dt = max(0, event.ts - state.last_ts)
         factor = 0.5 ** (dt / self._half_life_ms)
@@ -133,6 +137,7 @@ class SessionTracker:
 
         state.version += 1
         state.last_regen_ts = event.ts
+        state.regen_offset = offset
         state.last_reason = reason.value
         state.regen_intent_half = state.intent_half
         state.drift_pending = False

@@ -83,7 +83,8 @@ def test_redelivered_offset_is_a_duplicate_and_changes_nothing(offset: int) -> N
     before = copy.deepcopy(state)
     out = t.apply(state, ev(9, T0 + 10_000, "cart", category="x.y"), partition=2, offset=offset)
     assert out.duplicate
-    assert out.request is None
+    # offset 5 is the event that triggered version 1: its redelivery re-sends that request, nothing else does
+    assert (out.request.version if out.request else None) == (1 if offset == 5 else None)
     assert out.state == before
 
 
@@ -377,3 +378,28 @@ def test_request_round_trips_through_json() -> None:
     req = f.requests[-1]
     assert req is not None
     assert RegenRequest.from_json(req.to_json()) == req
+
+
+def test_redelivered_trigger_event_resends_its_request_with_the_same_version() -> None:
+    """A worker may die after the state reached the changelog but before its request reached Kafka."""
+    t = tracker(min_events=2)
+    events = [ev(i, T0 + i * 1000, category="a.b") for i in range(4)]
+    state = None
+    requests = []
+    for offset, e in enumerate(events):
+        out = t.apply(state, e, partition=0, offset=offset)
+        state, requests = out.state, [*requests, out.request]
+    first = requests[1]
+    assert first is not None and first.version == 1 and requests[2:] == [None, None]
+
+    before = copy.deepcopy(state)
+    resent = t.apply(state, events[1], partition=0, offset=1)
+    assert resent.duplicate and resent.state == before
+    assert resent.request is not None
+    assert (resent.request.session_id, resent.request.version, resent.request.reason) == (
+        first.session_id,
+        first.version,
+        first.reason,
+    )
+    for offset in (0, 2, 3):  # redeliveries of events that triggered nothing stay silent
+        assert t.apply(state, events[offset], partition=0, offset=offset).request is None
