@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import orjson
-
 from streams.evaluation.history import NO_CATEGORY, Event, History
 from streams.evaluation.metrics import dcg_hit
 from streams.evaluation.strategies import Strategy, clickstream_strategies, transaction_strategies
+from streams.events import decode_event
+from streams.exceptions import InvalidEvent
 from streams.replay_sources import ReplayRecord, SourceFormat, detect_format, read_source
 
 NOVEL = "next novel product"
@@ -98,27 +98,31 @@ class EvalRun:
     seconds: dict[str, float]
 
 
+_ANY_SIZE = 1 << 30  # size limits are the worker's business; evaluation reads files
+
+
 def load_events(records: Iterable[ReplayRecord]) -> tuple[list[Event], list[str]]:
     """Decode replay records (time-ordered ClickEvent JSON) into integer-id events; skip searches."""
     item_ids: dict[str, int] = {}
     cat_ids: dict[str, int] = {}
     events: list[Event] = []
     for record in records:
-        data = orjson.loads(record.value)
-        product = data.get("product_id")
-        if product is None:
+        try:  # the worker's own contract: a log the worker would dead-letter is not scored either
+            click = decode_event(record.value, max_bytes=_ANY_SIZE)
+        except InvalidEvent:
             continue
-        item = item_ids.setdefault(product, len(item_ids))
-        category = data.get("category")
-        cat = cat_ids.setdefault(category, len(cat_ids)) if category else NO_CATEGORY
+        if click.product_id is None:
+            continue
+        item = item_ids.setdefault(click.product_id, len(item_ids))
+        cat = cat_ids.setdefault(click.category, len(cat_ids)) if click.category else NO_CATEGORY
         events.append(
             Event(
                 index=len(events),
-                event_id=data["event_id"],
-                ts=data["ts"],
-                session=data["session_id"],
-                user=data.get("user_id"),
-                kind=data["event_type"],
+                event_id=click.event_id,
+                ts=click.ts,
+                session=click.session_id,
+                user=click.user_id,
+                kind=click.event_type,
                 item=item,
                 category=cat,
             )
