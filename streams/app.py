@@ -59,7 +59,7 @@ class SessionWorker:
     is sent to the changelog once per flush (every ``flush_max_events`` events or
     ``flush_interval_s``), and the events behind it are acked only after that send. Faust's own
     ``table[key] = value`` writes one changelog message per event through its per-message
-    producer buffer, which measured as the worker's largest cost (BENCHMARKS.md).
+    producer buffer, which was the largest single cost in a py-spy profile of the worker.
     """
 
     app: faust.App
@@ -208,7 +208,7 @@ def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
         topic_replication_factor=settings.topic_replication_factor,
         consumer_auto_offset_reset="earliest",
         # Each changelog write is one message; without linger every write is its own produce request,
-        # which capped the worker at about 1k events/s (measured, see BENCHMARKS.md).
+        # which showed in a py-spy profile (the effect was not isolated in a clean A/B run).
         producer_linger=settings.producer_linger_s,
         producer_max_batch_size=256 * 1024,
         # Faust would wait for every started event to be acked before a rebalance or shutdown, but our
