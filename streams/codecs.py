@@ -1,4 +1,4 @@
-"""The Faust codec for session states, so the changelog carries our compact encoding."""
+"""Faust codecs for our table values, so changelogs carry our compact encodings."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from typing import Any
 
 from faust.serializers import codecs
 
+from streams.ranker import ProductSignal
 from streams.session_state import SessionState
 
 SESSION_STATE_CODEC = "vitrine_session"
+PRODUCT_SIGNAL_CODEC = "vitrine_signal"
 
 
 class SessionStateCodec(codecs.Codec):
@@ -20,4 +22,14 @@ class SessionStateCodec(codecs.Codec):
         return SessionState.from_bytes(s)
 
 
+class ProductSignalCodec(codecs.Codec):
+    def _dumps(self, obj: Any) -> bytes:
+        signal: ProductSignal = obj
+        return signal.to_bytes()
+
+    def _loads(self, s: bytes) -> Any:
+        return ProductSignal.from_bytes(s)
+
+
 codecs.register(SESSION_STATE_CODEC, SessionStateCodec())
+codecs.register(PRODUCT_SIGNAL_CODEC, ProductSignalCodec())

@@ -1,55 +1,81 @@
-"""``vitrine demo``: a local broker, the session worker, a replay of real data, and what the worker asked for.
+"""``vitrine demo``: local broker, catalog, session worker, generator, a replay of real data, and the storefronts.
 
-Each run uses fresh topic names, so running it twice shows the same thing twice.
+Each run uses fresh topic names, so running it twice shows the same thing twice. The catalog (and the
+exported embedding model) are built on the first run and reused after.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
-from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 
 from tqdm import tqdm
 
+from streams.catalog.artifacts import MANIFEST_FILE, Catalog
+from streams.catalog.build import CatalogSource, build_catalog
+from streams.catalog.products import ProductSource
 from streams.local_kafka import LocalKafka, free_port
-from streams.regen import RegenRequest
 from streams.replay import replay
 from streams.replay_sources import read_source
 from streams.settings import Settings
+from streams.storefront import StorefrontUpdate
 from streams.topics import read_topic
 from streams.worker_client import WorkerEndpoint, start_worker
 
 DEMO_DIR = Path("var/demo")
+HANDLED = ("vitrine_storefronts_total", "vitrine_requests_coalesced_total", "vitrine_requests_stale_total")
 
 
-def describe(req: RegenRequest) -> str:
-    ctx = req.context
-    recent = ", ".join(f"{i.event_type} {i.product_id}" for i in ctx.recent[-4:])
-    parts = [
-        f"[{req.reason:<17}] session {req.session_id[:13]:<13} v{req.version}",
-        f"recent: {recent}",
-        f"categories: {', '.join(ctx.categories[:3]) or '-'}",
-        f"brands: {', '.join(ctx.brands[:3]) or '-'}",
-        f"price: {', '.join(ctx.price_bands[:2]) or '-'}",
-    ]
-    if ctx.drift:
-        parts.append(f"drift {ctx.drift:.2f}")
-    return "  ".join(parts)
+def ensure_catalog(settings: Settings, data: Path) -> Path:
+    """The demo's catalog, built from the replayed log on the first run (with progress bars)."""
+    built = DEMO_DIR / "catalog-built"
+    if not (built / MANIFEST_FILE).exists():
+        print("building the catalog from the REES46 log (first run only) ...", flush=True)
+        build_catalog([CatalogSource(ProductSource.REES46, data)], built, settings, progress=True)
+    # Qdrant local mode locks its directory: each run gets its own copy for the generator process.
+    run_copy = DEMO_DIR / "catalog"
+    shutil.rmtree(run_copy, ignore_errors=True)
+    shutil.copytree(built, run_copy)
+    return run_copy
+
+
+def describe(update: StorefrontUpdate, catalog: Catalog) -> str:
+    def title(product_id: str) -> str:
+        product = catalog.product(product_id)
+        if product is None:
+            return product_id
+        price = f" ${product.price:,.0f}" if product.price else ""
+        return f"{product.title[:28]}{price}"
+
+    head = (
+        f"session {update.session_id[:13]} v{update.version}  trigger {update.trigger}  arm {update.arm.value}"
+        f"  model {update.model_version or '-'}  {update.latency_ms.total:.0f} ms"
+        + ("  DEGRADED: " + "; ".join(update.degraded_reasons) if update.degraded else "")
+    )
+    lines = [head]
+    for p in update.placements:
+        keywords = f"  [{', '.join(p.keywords)}]" if p.keywords else ""
+        mark = " (fallback)" if p.fallback else ""
+        lines.append(f"  {p.kind:<19} {p.theme}{keywords}{mark}")
+        lines.append("      " + " | ".join(f"{title(i.product_id)} <{i.source.value[:4]}>" for i in p.items[:4]))
+    return "\n".join(lines)
 
 
 def run_demo(settings: Settings, *, data: Path, speed: float, show: int) -> int:
-    records = read_source(data).records
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    catalog_dir = ensure_catalog(settings, data)
+    catalog = Catalog.load(catalog_dir)
+    records = read_source(data).records
     run = f"demo-{int(time.time())}"
     with ExitStack() as stack:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         if not bootstrap:
             print("starting a local Kafka broker (first run fetches it from Maven Central) ...", flush=True)
             bootstrap = stack.enter_context(LocalKafka(DEMO_DIR / "kafka")).bootstrap
-        port = free_port()
         demo = settings.model_copy(
             update={
                 "kafka_bootstrap_servers": bootstrap,
@@ -57,47 +83,79 @@ def run_demo(settings: Settings, *, data: Path, speed: float, show: int) -> int:
                 "clickstream_topic": f"{run}-clickstream",
                 "regen_topic": f"{run}-regen",
                 "dlq_topic": f"{run}-dlq",
-                "web_port": port,
-                "data_dir": DEMO_DIR / "worker",
+                "storefront_topic": f"{run}-storefronts",
+                "catalog_updates_topic": f"{run}-catalog-updates",
+                "catalog_dir": catalog_dir,
                 "log_level": "WARNING",
             }
         )
-        proc = start_worker(demo, DEMO_DIR / "worker.log")
-        stack.callback(proc.wait, 60)
-        stack.callback(proc.terminate)
-        print(f"session worker starting (metrics on http://127.0.0.1:{port}/metrics) ...", flush=True)
-        endpoint = WorkerEndpoint(port, proc)
-        endpoint.wait_ready()
+        endpoints = {}
+        for command in ("worker", "generator"):
+            port = free_port()
+            proc = start_worker(
+                demo.model_copy(update={"web_port": port, "data_dir": DEMO_DIR / command}),
+                DEMO_DIR / f"{command}.log",
+                command,
+            )
+            stack.callback(proc.wait, 60)
+            stack.callback(proc.terminate)
+            endpoints[command] = WorkerEndpoint(port, proc)
+            print(f"{command} starting (metrics on http://127.0.0.1:{port}/metrics) ...", flush=True)
+        for endpoint in endpoints.values():
+            endpoint.wait_ready(timeout_s=300)
         summary = asyncio.run(replay(records, demo, speed=speed))
-        with tqdm(total=summary.sent, desc="worker", unit="ev") as bar:
-            endpoint.wait_processed(summary.sent, on_progress=lambda n: bar.update(int(n) - bar.n))
-        time.sleep(demo.flush_interval_s * 3)
-        requests = [RegenRequest.from_json(r.value) for r in asyncio.run(read_topic(demo, demo.regen_topic)) if r.value]
+        worker, generator = endpoints["worker"], endpoints["generator"]
+        with tqdm(total=summary.sent, desc="session worker", unit="ev") as bar:
+            worker.wait_processed(summary.sent, on_progress=lambda n: bar.update(int(n) - bar.n))
+        requests = _settled(worker, "vitrine_regen_triggers_total")
+        with tqdm(total=int(requests), desc="generator", unit="page") as bar:
 
-        print(
-            f"\n{len(requests):,} regeneration requests for {summary.sessions:,} sessions "
-            f"from {summary.sent:,} events; the first {min(show, len(requests))}:\n"
-        )
-        reasons = Counter(r.reason for r in requests)
-        for req in _sample(requests, show):
-            print(describe(req))
-        print("\nby reason: " + ", ".join(f"{k} {v:,}" for k, v in reasons.most_common()))
-        print(
-            f"requests per event: {len(requests) / max(1, summary.sent):.3f}; "
-            f"mean session state: {endpoint.metric('vitrine_session_state_bytes'):.0f} bytes"
-        )
-        print("(storefronts are generated from these requests by the generator; see README.md)")
+            def done() -> bool:
+                handled = _handled(generator)
+                bar.update(int(handled) - bar.n)
+                return handled >= requests
+
+            generator.wait_until(done, 600, "done with every request")
+        updates = [StorefrontUpdate.from_json(r.value) for r in asyncio.run(read_topic(demo, demo.storefront_topic))]
+
+        print(f"\n{len(updates):,} storefronts from {int(requests):,} requests ({summary.sent:,} events); a sample:\n")
+        for update in _sample(updates, show):
+            print(describe(update, catalog) + "\n")
+        arms: dict[str, int] = {}
+        for u in updates:
+            arms[u.arm.value] = arms.get(u.arm.value, 0) + 1
+        latencies = sorted(u.latency_ms.request_to_publish for u in updates)
+        print("by arm: " + ", ".join(f"{k} {v:,}" for k, v in sorted(arms.items())))
+        print(f"degraded: {sum(u.degraded for u in updates):,}")
+        if latencies:
+            p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+            print(
+                f"request -> published: p50 {p50:.0f} ms, p99 {p99:.0f} ms (replayed at full speed, so mostly queueing)"
+            )
     return 0
 
 
-def _sample(requests: list[RegenRequest], n: int) -> list[RegenRequest]:
-    """The earliest requests of each reason in turn, so every kind of trigger is on screen."""
-    by_reason: dict[str, list[RegenRequest]] = {}
-    for req in sorted(requests, key=lambda r: r.event_ts):
-        by_reason.setdefault(req.reason, []).append(req)
-    picked: list[RegenRequest] = []
-    while len(picked) < n and any(by_reason.values()):
-        for queue in by_reason.values():
+def _handled(endpoint: WorkerEndpoint) -> float:
+    return sum(endpoint.metric(m) for m in HANDLED)
+
+
+def _settled(endpoint: WorkerEndpoint, metric: str) -> float:
+    """A counter's value once it stops moving (requests are sent as the last events are handled)."""
+    value = -1.0
+    while (current := endpoint.metric(metric)) != value:
+        value = current
+        time.sleep(1.0)
+    return value
+
+
+def _sample(updates: list[StorefrontUpdate], n: int) -> list[StorefrontUpdate]:
+    """Pages of each arm and trigger in turn, later versions preferred, so every kind is on screen."""
+    by_kind: dict[tuple[str, str], list[StorefrontUpdate]] = {}
+    for u in sorted(updates, key=lambda u: (-u.version, u.event_ts)):
+        by_kind.setdefault((u.arm.value, u.trigger), []).append(u)
+    picked: list[StorefrontUpdate] = []
+    while len(picked) < n and any(by_kind.values()):
+        for queue in by_kind.values():
             if queue and len(picked) < n:
                 picked.append(queue.pop(0))
     return picked

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry()
 
@@ -24,3 +24,38 @@ SESSIONS = Gauge("vitrine_sessions", "Sessions held in this worker's table parti
 STATE_BYTES = Gauge("vitrine_session_state_bytes", "Mean encoded size of one session state.", registry=REGISTRY)
 LAG = Gauge("vitrine_consumer_lag", "Messages behind the high watermark.", ["topic", "partition"], registry=REGISTRY)
 READY = Gauge("vitrine_ready", "1 once table recovery finished and the worker processes events.", registry=REGISTRY)
+
+# --- generator ------------------------------------------------------------------------------
+STOREFRONTS = Counter("vitrine_storefronts", "Storefront updates published.", ["arm"], registry=REGISTRY)
+DEGRADED = Counter(
+    "vitrine_storefronts_degraded", "Degraded storefronts by what failed.", ["component"], registry=REGISTRY
+)
+FALLBACK_PLACEMENTS = Counter(
+    "vitrine_fallback_placements", "Placements filled by the traditional strategy in a treated page.", registry=REGISTRY
+)
+COALESCED = Counter(
+    "vitrine_requests_coalesced",
+    "Requests superseded by a newer one of the same session in a batch.",
+    registry=REGISTRY,
+)
+STALE = Counter(
+    "vitrine_requests_stale", "Requests dropped: version not above the last one published.", registry=REGISTRY
+)
+CATALOG_UPDATES = Counter("vitrine_catalog_updates", "Catalog price/stock updates applied.", registry=REGISTRY)
+BATCH_SIZE = Histogram(
+    "vitrine_generator_batch_size",
+    "Requests per generator micro-batch.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+    registry=REGISTRY,
+)
+REQUEST_TO_PUBLISH = Histogram(
+    "vitrine_request_to_publish_seconds",
+    "From the request leaving the session worker to its storefront being handed to the producer.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+
+# --- quality filter (AIQA, models/quality.py) -----------------------------------------------
+QUALITY_REJECTIONS = Counter(
+    "vitrine_quality_rejections", "Generated placements rejected by the quality filter.", ["reason"], registry=REGISTRY
+)

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 
 import orjson
 
+from streams.ranker import RankerCandidates
+
 
 @dataclass(frozen=True, slots=True)
 class RecentItem:
@@ -37,6 +39,7 @@ class RegenRequest:
     reason: str
     event_ts: int
     context: SessionContext
+    ranker: RankerCandidates = field(default_factory=RankerCandidates)
     requested_at_ms: int = field(default=0, compare=False)
 
     def to_json(self) -> bytes:
@@ -47,4 +50,5 @@ class RegenRequest:
         data = orjson.loads(raw)
         ctx = data.pop("context")
         ctx["recent"] = [RecentItem(**item) for item in ctx["recent"]]
-        return cls(context=SessionContext(**ctx), **data)
+        ranker = RankerCandidates.from_dict(data.pop("ranker", None) or {})
+        return cls(context=SessionContext(**ctx), ranker=ranker, **data)

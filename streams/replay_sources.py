@@ -53,7 +53,7 @@ def detect_format(path: Path) -> SourceFormat:
     name = path.name.lower()
     if name.endswith(".jsonl") or name.endswith(".jsonl.gz"):
         return SourceFormat.JSONL
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         header = fh.readline()
     if header.startswith("event_time,event_type"):
         return SourceFormat.REES46
@@ -96,10 +96,17 @@ def _repeat(events: list[ClickEvent], times: int) -> Iterator[ClickEvent]:
             )
 
 
-def _open_text(path: Path) -> TextIO:
+def open_text(path: Path) -> TextIO:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
     return path.open(encoding="utf-8", newline="")
+
+
+def head_noun(description: str) -> str | None:
+    """Online Retail has no taxonomy: the description's last word stands in for its category (shared by the
+    replay reader and the catalog, so events and products agree)."""
+    words = description.split()
+    return words[-1].lower() if words else None
 
 
 @lru_cache(maxsize=8192)  # logs are time-ordered and timestamps repeat: strptime dominates otherwise
@@ -109,7 +116,7 @@ def _parse_time(text: str) -> int:
 
 
 def _rees46_events(path: Path, skipped: Counter[str]) -> Iterator[ClickEvent]:
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         for line_no, row in enumerate(csv.DictReader(fh), start=2):
             try:
                 yield ClickEvent(
@@ -128,7 +135,7 @@ def _rees46_events(path: Path, skipped: Counter[str]) -> Iterator[ClickEvent]:
 
 
 def _online_retail_events(path: Path, skipped: Counter[str]) -> Iterator[ClickEvent]:
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         for line_no, row in enumerate(csv.DictReader(fh), start=2):
             invoice = row["Invoice"]
             if invoice.startswith("C"):
@@ -147,7 +154,7 @@ def _online_retail_events(path: Path, skipped: Counter[str]) -> Iterator[ClickEv
                     event_type="purchase",
                     product_id=row["StockCode"],
                     price=float(row["Price"]),
-                    category=description.split()[-1].lower() if description else None,
+                    category=head_noun(description),
                     ts=_parse_time(row["InvoiceDate"]),
                 )
             except (ValueError, KeyError) as exc:

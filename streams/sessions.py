@@ -67,6 +67,11 @@ def _cosine_drift(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 - float(a.dot(b)) / math.sqrt(nn)
 
 
+def distinct_recent(state: SessionState) -> list[str]:
+    """The session's recent products, most recent first, each once."""
+    return list(dict.fromkeys(p for p, _ in reversed(state.recent)))
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     state: SessionState

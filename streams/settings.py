@@ -24,7 +24,8 @@ class StoreKind(StrEnum):
 class Settings(BaseSettings):
     """Every knob of the worker. Secrets are ``SecretStr`` so they never reach a log line."""
 
-    model_config = SettingsConfigDict(env_prefix="VITRINE_", extra="ignore", frozen=True)
+    # "none" in the environment unsets an optional setting whose default is not None (VITRINE_MODEL_DIR=none).
+    model_config = SettingsConfigDict(env_prefix="VITRINE_", extra="ignore", frozen=True, env_parse_none_str="none")
 
     # --- Kafka connection -------------------------------------------------------------
     kafka_bootstrap_servers: str = Field(
@@ -55,6 +56,16 @@ class Settings(BaseSettings):
     expiry_interval_s: float = Field(default=30.0, gt=0)
     catalog_dir: Path | None = Field(default=None, description="Catalog artifacts with product vectors, if built.")
 
+    # --- catalog: embedder and product vector store -------------------------------------
+    embedder_dir: Path = Field(
+        default=Path("var/models/minilm"), description="Exported all-MiniLM-L6-v2 (model.onnx + tokenizer.json)."
+    )
+    qdrant_url: str | None = Field(
+        default=None, description="Qdrant server; without it, local mode on disk at <catalog_dir>/qdrant."
+    )
+    qdrant_api_key: SecretStr | None = None
+    qdrant_collection: str = "vitrine-products"
+
     # --- event contract ----------------------------------------------------------------
     max_event_bytes: int = Field(default=8192, gt=0)
 
@@ -65,12 +76,40 @@ class Settings(BaseSettings):
     trigger_cooldown_s: float = Field(default=60.0, ge=0)
     affinity_half_life_s: float = Field(default=600.0, gt=0)
 
+    # --- ranker signals (partition-local popularity and co-visitation tables) ---------------
+    ranker_half_life_s: float = Field(default=3600.0, gt=0, description="Popularity half-life, event time.")
+    ranker_candidates: int = Field(default=24, ge=1, description="Products per ranker list in a request.")
+
     # --- processing --------------------------------------------------------------------
     flush_max_events: int = Field(default=2000, ge=1, description="Events between changelog flushes (and acks).")
     flush_interval_s: float = Field(default=0.2, gt=0, description="Longest wait before a changelog flush.")
     producer_linger_s: float = Field(
         default=0.01, ge=0, description="Producer batching delay for changelog and requests."
     )
+
+    # --- generator (storefront regeneration) -------------------------------------------------
+    model_dir: Path | None = Field(
+        default=Path("models/student"),
+        description="Student ONNX model; unset or unloadable: the catalog teacher plans.",
+    )
+    onnx_providers: str = Field(
+        default="auto", description="auto (CUDA when available, else CPU) or a comma list of ONNX Runtime providers."
+    )
+    storefront_topic: str = "storefront-updates"
+    catalog_updates_topic: str = "catalog-updates"
+    generator_batch_max: int = Field(default=32, ge=1, description="Most requests per generator micro-batch.")
+    generator_batch_wait_s: float = Field(default=0.05, gt=0, description="Longest wait to fill a micro-batch.")
+    items_per_placement: int = Field(default=6, ge=1)
+    experiment_control_share: float = Field(
+        default=0.1, ge=0, le=1, description="Share of sessions (by hash) shown the traditional control arm."
+    )
+
+    # --- network teacher (offline distillation labels; OpenAI-compatible chat completions) ----
+    teacher_base_url: str | None = Field(
+        default=None, description="Base URL of an OpenAI-compatible API, e.g. https://api.openai.com/v1."
+    )
+    teacher_model: str = "gpt-4o-mini"
+    teacher_api_key: SecretStr | None = None
 
     # --- operations --------------------------------------------------------------------
     web_host: str = "0.0.0.0"
@@ -84,6 +123,9 @@ class Settings(BaseSettings):
         for name, value in self.model_dump(exclude={"kafka_bootstrap_servers"}).items():
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
-            if value is not None:
+            if value is None:
+                if type(self).model_fields[name].default is not None:
+                    env[f"VITRINE_{name.upper()}"] = "none"
+            else:
                 env[f"VITRINE_{name.upper()}"] = str(value.value if isinstance(value, Enum) else value)
         return env

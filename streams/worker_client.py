@@ -20,12 +20,13 @@ from streams.settings import Settings
 PROCESSED_METRICS = ("vitrine_events_total", "vitrine_dlq_events_total", "vitrine_duplicate_events_total")
 
 
-def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    """``vitrine worker`` as a child process with exactly ``settings``, output appended to ``log_path``."""
+def start_worker(settings: Settings, log_path: Path, command: str = "worker") -> subprocess.Popen[bytes]:
+    """``vitrine worker`` (or ``generator``) as a child process with exactly ``settings``, output appended to
+    ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
+            [sys.executable, "-m", "streams.cli", command],
             env={**os.environ, **settings.to_env()},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -62,7 +63,7 @@ class WorkerEndpoint:
         return sum(self.metric(m) for m in PROCESSED_METRICS)
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
-        self._wait(lambda: self.get("/readyz")[0] == 200, timeout_s, "ready")
+        self.wait_until(lambda: self.get("/readyz")[0] == 200, timeout_s, "ready")
 
     def wait_processed(
         self, n: int, timeout_s: float = 300.0, on_progress: Callable[[float], None] | None = None
@@ -73,9 +74,9 @@ class WorkerEndpoint:
                 on_progress(count)
             return count >= n
 
-        self._wait(done, timeout_s, f"done with {n} messages")
+        self.wait_until(done, timeout_s, f"done with {n} messages")
 
-    def _wait(self, check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    def wait_until(self, check: Callable[[], bool], timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,8 +16,41 @@ from streams.local_kafka import LocalKafka, free_port
 from streams.settings import Settings
 from streams.worker_client import WorkerEndpoint, WorkerGone, start_worker
 
-SHARED_DATA = Path(os.environ.get("VITRINE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("VITRINE_SHARED_DATA", REPO.parent / "shared" / "data"))
 REES46 = SHARED_DATA / "rees46" / "2019-Oct-head.csv"
+ONLINE_RETAIL = SHARED_DATA / "online-retail-ii" / "2009-2010.csv.gz"
+# Exported once and kept (gitignored): a clean CI clone exports it in its first test that needs it.
+EMBEDDER_DIR = REPO / "var" / "models" / "minilm"
+
+
+@pytest.fixture(scope="session")
+def embedder_dir() -> Path:
+    """The real all-MiniLM-L6-v2, exported to ONNX with optimum-onnx (needs the train extra the first time)."""
+    from streams.catalog.build import ensure_embedder
+
+    ensure_embedder(EMBEDDER_DIR)
+    return EMBEDDER_DIR
+
+
+@pytest.fixture(scope="session")
+def rees46_catalog(tmp_path_factory: pytest.TempPathFactory, embedder_dir: Path) -> Path:
+    """The catalog of every REES46 product, built once per test session (real embeddings, Qdrant local mode)."""
+    from streams.catalog.build import CatalogSource, build_catalog
+    from streams.catalog.products import ProductSource
+
+    out = tmp_path_factory.mktemp("catalog-rees46")
+    settings = Settings(embedder_dir=embedder_dir, catalog_dir=out)
+    build_catalog([CatalogSource(ProductSource.REES46, REES46)], out, settings, progress=False)
+    return out
+
+
+@pytest.fixture
+def catalog_dir(rees46_catalog: Path, tmp_path: Path) -> Path:
+    """A private copy: Qdrant local mode locks its directory to one client (one process)."""
+    copy = tmp_path / "catalog"
+    shutil.copytree(rees46_catalog, copy)
+    return copy
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +76,8 @@ def settings_factory(kafka_bootstrap: str) -> Callable[..., Settings]:
             "clickstream_topic": f"clickstream-{suffix}",
             "dlq_topic": f"clickstream-dlq-{suffix}",
             "regen_topic": f"regen-{suffix}",
+            "storefront_topic": f"storefront-{suffix}",
+            "catalog_updates_topic": f"catalog-updates-{suffix}",
             "topic_partitions": 3,
             "session_ttl_s": 10 * 24 * 3600.0,
             "log_json": True,
@@ -57,10 +93,11 @@ class WorkerProcess:
 
     settings: Settings
     log_path: Path
+    command: str = "worker"
     proc: subprocess.Popen[bytes] = field(init=False)
 
     def start(self) -> WorkerProcess:
-        self.proc = start_worker(self.settings, self.log_path)
+        self.proc = start_worker(self.settings, self.log_path, self.command)
         return self
 
     @property
@@ -98,12 +135,12 @@ class WorkerProcess:
 def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def make(settings: Settings, data_dir: Path | None = None) -> WorkerProcess:
+    def make(settings: Settings, data_dir: Path | None = None, command: str = "worker") -> WorkerProcess:
         """A fresh data dir per worker unless one is given (a StatefulSet pod keeps its volume)."""
         run = len(started)
-        data_dir = data_dir or tmp_path / f"worker-{run}"
+        data_dir = data_dir or tmp_path / f"{command}-{run}"
         settings = settings.model_copy(update={"web_port": free_port(), "data_dir": data_dir})
-        worker = WorkerProcess(settings, tmp_path / f"worker-{run}.log").start()
+        worker = WorkerProcess(settings, tmp_path / f"{command}-{run}.log", command).start()
         started.append(worker)
         return worker
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from streams.exceptions import ReplayError
+from streams.session_state import RECENT_ITEMS
+from streams.sessions import EVENT_WEIGHTS
 
 NO_CATEGORY = -1
 MAX_DENSE_ITEMS = 15_000
@@ -34,6 +36,7 @@ class Event:
     kind: str
     item: int
     category: int
+    brand: str | None = None
 
 
 class History:
@@ -71,6 +74,12 @@ class History:
         # weights; the item dict is kept in order of last touch (most recent last).
         self.context_items: dict[str, dict[int, float]] = {}
         self.context_categories: dict[str, defaultdict[int, float]] = {}
+        # What the session worker's state would hold (``streams.sessions``): the last events with their types,
+        # event-weighted category and brand affinities; the cascade rebuilds its ``SessionContext`` from them.
+        self.context_recent: dict[str, deque[tuple[int, str]]] = {}
+        self.context_affinity: dict[str, defaultdict[int, float]] = {}
+        self.context_brands: dict[str, defaultdict[str, float]] = {}
+        self.observed = 0  # events folded in so far: a page planned at the same count saw the same past
         self._top_popular: np.ndarray = np.zeros(0, dtype=np.int64)
         self._popular_dirty = True
         self._category_top: dict[int, list[int]] = {}
@@ -80,6 +89,7 @@ class History:
 
     def observe(self, event: Event) -> None:
         """Fold one event into every count. Only the protocol calls this, after scoring its group."""
+        self.observed += 1
         item, cat = event.item, event.category
         age = event.ts - self.t0
         w_pop = 2.0 ** (age / self.pop_half_life_ms)
@@ -106,6 +116,12 @@ class History:
             items[item] = items.pop(item, 0.0) + w_ctx
             if cat != NO_CATEGORY:
                 self.context_categories.setdefault(key, defaultdict(float))[cat] += w_ctx
+            self.context_recent.setdefault(key, deque(maxlen=RECENT_ITEMS)).append((item, event.kind))
+            w_event = EVENT_WEIGHTS.get(event.kind, 1.0) * w_ctx
+            if cat != NO_CATEGORY:
+                self.context_affinity.setdefault(key, defaultdict(float))[cat] += w_event
+            if event.brand:
+                self.context_brands.setdefault(key, defaultdict(float))[event.brand] += w_event
 
     def popular(self, n: int) -> list[int]:
         """The ``n`` items with the highest decayed count so far (fewer if fewer were seen)."""

@@ -20,13 +20,15 @@ Targets:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from streams.evaluation.history import NO_CATEGORY, Event, History
 from streams.evaluation.metrics import dcg_hit
@@ -47,6 +49,8 @@ class EvalConfig:
     k: int = 12
     # Scored positions start here (epoch ms); everything earlier only trains. None: score all.
     cutoff_ms: int | None = None
+    # Scored positions end before this (epoch ms); later events are not replayed. None: to the end.
+    until_ms: int | None = None
     pop_half_life_s: float = 3600.0
     context_half_life_s: float = 600.0
     resamples: int = 1000
@@ -82,6 +86,7 @@ class Outcomes:
     diversities: list[float] = field(default_factory=list)
     clusters: list[str] = field(default_factory=list)
     pages: list[tuple[int, ...]] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)  # the scored position's event id: pairs strategies up
 
 
 @dataclass(slots=True)
@@ -96,14 +101,29 @@ class EvalRun:
     stats: dict[str, int | str]
     items: list[str]  # item index -> product id
     seconds: dict[str, float]
+    notes: list[str] = field(default_factory=list)  # what strategies report about themselves (cascade statistics)
 
 
 _ANY_SIZE = 1 << 30  # size limits are the worker's business; evaluation reads files
 
 
-def load_events(records: Iterable[ReplayRecord]) -> tuple[list[Event], list[str]]:
-    """Decode replay records (time-ordered ClickEvent JSON) into integer-id events; skip searches."""
-    item_ids: dict[str, int] = {}
+class EventLog(NamedTuple):
+    events: list[Event]
+    items: list[str]  # item index -> product id
+    categories: list[str]  # category index -> category name
+
+
+StrategyFactory = Callable[[History, EventLog], list[Strategy]]
+"""Strategies beyond the traditional ones (the cascade), built once the log and its ``History`` exist."""
+
+
+def load_events(records: Iterable[ReplayRecord], known_items: Iterable[str] = ()) -> EventLog:
+    """Decode replay records (time-ordered ClickEvent JSON) into integer-id events; skip searches.
+
+    ``known_items`` (a catalog's products) get ids first, whether the log mentions them or not: a strategy
+    that shows catalog products then sees the same item universe however much of the log is replayed.
+    """
+    item_ids: dict[str, int] = {pid: i for i, pid in enumerate(dict.fromkeys(known_items))}
     cat_ids: dict[str, int] = {}
     events: list[Event] = []
     for record in records:
@@ -125,11 +145,12 @@ def load_events(records: Iterable[ReplayRecord]) -> tuple[list[Event], list[str]
                 kind=click.event_type,
                 item=item,
                 category=cat,
+                brand=click.brand,
             )
         )
     if any(a.ts > b.ts for a, b in itertools.pairwise(events)):
         events.sort(key=lambda e: e.ts)  # stable: same-second events keep log order
-    return events, list(item_ids)
+    return EventLog(events, list(item_ids), list(cat_ids))
 
 
 def clickstream_positions(group: list[Event], history: History, config: EvalConfig) -> list[Scored]:
@@ -177,7 +198,8 @@ def build_page(strategy: Strategy, history: History, position: Scored, k: int) -
     want = k + len(position.exclude)
     page: list[int] = []
     taken = set(position.exclude)
-    for item in itertools.chain(strategy.rank(position.context, want), history.popular(want + k)):
+    proposed = strategy.page_candidates(position.context, want, position.exclude)
+    for item in itertools.chain(proposed, history.popular(want + k)):
         if item not in taken:
             taken.add(item)
             page.append(item)
@@ -187,30 +209,46 @@ def build_page(strategy: Strategy, history: History, position: Scored, k: int) -
 
 
 def replay(
-    events: list[Event],
+    log: EventLog,
     *,
-    n_items: int,
     fmt: SourceFormat,
     config: EvalConfig,
     progress: Callable[[int], None] | None = None,
+    extra: StrategyFactory | None = None,
+    traditional: bool = True,
+    targets: frozenset[str] | None = None,
 ) -> tuple[list[Strategy], dict[tuple[str, str], Outcomes], dict[tuple[str, str, str], tuple[int, ...]], Counter[str]]:
+    """Score every position (of ``targets``, default all) with the traditional strategies and ``extra``."""
+    events = log.events
     clickstream = fmt is not SourceFormat.ONLINE_RETAIL
     history = History(
-        n_items=n_items,
+        n_items=len(log.items),
         t0=events[0].ts if events else 0,
         pop_half_life_s=config.pop_half_life_s,
         context_half_life_s=config.context_half_life_s,
         context_by_user=not clickstream,
     )
-    strategies = clickstream_strategies(history) if clickstream else transaction_strategies(history)
+    strategies: list[Strategy] = []
+    if traditional:
+        strategies += clickstream_strategies(history) if clickstream else transaction_strategies(history)
+    if extra is not None:
+        strategies += extra(history, log)
     positions_of = clickstream_positions if clickstream else transaction_positions
     outcomes: dict[tuple[str, str], Outcomes] = {}
     pages: dict[tuple[str, str, str], tuple[int, ...]] = {}
     counts: Counter[str] = Counter()
-    for _, grouped in itertools.groupby(events, key=lambda e: e.ts):
+    for ts, grouped in itertools.groupby(events, key=lambda e: e.ts):
+        if config.until_ms is not None and ts >= config.until_ms:
+            break
         group = list(grouped)
         for position in positions_of(group, history, config):
+            if targets is not None:
+                position = dataclasses.replace(position, targets=tuple(t for t in position.targets if t in targets))
+                if not position.targets:
+                    continue
             for strategy in strategies:
+                if not strategy.scores(position.cluster):
+                    continue
                 page = build_page(strategy, history, position, config.k)
                 hit, ndcg = dcg_hit(page, position.relevant, config.k)
                 categories = {history.item_category.get(i, NO_CATEGORY) for i in page}
@@ -222,6 +260,7 @@ def replay(
                     o.diversities.append(diversity)
                     o.clusters.append(position.cluster)
                     o.pages.append(page)
+                    o.events.append(position.event_id)
                     pages[(position.event_id, target, strategy.name)] = page
             for target in position.targets:
                 counts[target] += 1
@@ -239,13 +278,18 @@ def evaluate(
     config: EvalConfig | None = None,
     limit: int | None = None,
     show_progress: bool = False,
+    extra: StrategyFactory | None = None,
+    traditional: bool = True,
+    targets: frozenset[str] | None = None,
+    known_items: Sequence[str] = (),
 ) -> EvalRun:
     started = time.perf_counter()
-    log = read_source(path, fmt, limit=limit)
+    source = read_source(path, fmt, limit=limit)
     fmt = fmt or detect_format(path)
     if config is None:
         config = TRANSACTION_CONFIG if fmt is SourceFormat.ONLINE_RETAIL else CLICKSTREAM_CONFIG
-    events, items = load_events(log.records)
+    log = load_events(source.records, known_items)
+    events, items = log.events, log.items
     loaded = time.perf_counter()
     bar = None
     if show_progress:
@@ -253,7 +297,13 @@ def evaluate(
 
         bar = tqdm(total=len(events), unit="ev", desc="replay", leave=False, mininterval=1.0)
     strategies, outcomes, pages, counts = replay(
-        events, n_items=len(items), fmt=fmt, config=config, progress=bar.update if bar is not None else None
+        log,
+        fmt=fmt,
+        config=config,
+        progress=bar.update if bar is not None else None,
+        extra=extra,
+        traditional=traditional,
+        targets=targets,
     )
     if bar is not None:
         bar.close()
@@ -265,14 +315,16 @@ def evaluate(
         "users": len({e.user for e in events if e.user is not None}),
         "items": len(items),
         "categories": len({e.category for e in events if e.category != NO_CATEGORY}),
-        "first event": _iso(events[0].ts) if events else "-",
-        "last event": _iso(events[-1].ts) if events else "-",
+        "first event": iso_time(events[0].ts) if events else "-",
+        "last event": iso_time(events[-1].ts) if events else "-",
     }
     if config.cutoff_ms is not None:
-        stats["scored from"] = _iso(config.cutoff_ms)
+        stats["scored from"] = iso_time(config.cutoff_ms)
+    if config.until_ms is not None:
+        stats["scored until (excluded)"] = iso_time(config.until_ms)
     for target in order:
         stats[f"scored: {target}"] = counts[target]
-    stats.update({f"skipped rows: {reason}": n for reason, n in log.skipped.items()})
+    stats.update({f"skipped rows: {reason}": n for reason, n in source.skipped.items()})
     return EvalRun(
         fmt=fmt,
         config=config,
@@ -283,8 +335,9 @@ def evaluate(
         stats=stats,
         items=items,
         seconds={"load": loaded - started, "replay": replayed - loaded},
+        notes=[note for s in strategies for note in s.notes()],
     )
 
 
-def _iso(ts_ms: int) -> str:
+def iso_time(ts_ms: int) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

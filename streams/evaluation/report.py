@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from streams.evaluation.metrics import Estimate, bootstrap_coverage, bootstrap_mean
 from streams.evaluation.protocol import EvalRun
 
+CASCADE = "cascade"  # rows whose name says so are compared, paired, with the best traditional row
+
 
 @dataclass(frozen=True, slots=True)
 class Row:
@@ -43,6 +45,58 @@ def summarise(run: EvalRun) -> list[Row]:
                 )
             )
     return rows
+
+
+@dataclass(frozen=True, slots=True)
+class Paired:
+    target: str
+    strategy: str
+    versus: str
+    n: int
+    hit: Estimate
+    ndcg: Estimate
+
+
+def paired(run: EvalRun, target: str, a: str, b: str) -> Paired:
+    """``a`` minus ``b`` on the positions both scored, with a cluster bootstrap of the per-position differences."""
+    oa, ob = run.outcomes[(target, a)], run.outcomes[(target, b)]
+    row_b = {e: i for i, e in enumerate(ob.events)}
+    pairs = [(i, row_b[e]) for i, e in enumerate(oa.events) if e in row_b]
+    clusters = [oa.clusters[i] for i, _ in pairs]
+    kw = {"resamples": run.config.resamples, "seed": run.config.seed}
+
+    def diff(metric: str) -> Estimate:
+        va, vb = getattr(oa, metric), getattr(ob, metric)
+        return bootstrap_mean([va[i] - vb[j] for i, j in pairs], clusters, **kw)
+
+    return Paired(target, a, b, len(pairs), diff("hits"), diff("ndcgs"))
+
+
+def comparisons(run: EvalRun, rows: list[Row]) -> list[Paired]:
+    """Each cascade row against the best traditional row of its target (by hit rate), and the student
+    against the teacher; paired on the same positions."""
+    out: list[Paired] = []
+    for target in run.targets:
+        group = [r for r in rows if r.target == target]
+        traditional = [r for r in group if CASCADE not in r.strategy]
+        cascades = [r for r in group if CASCADE in r.strategy]
+        if not traditional or not cascades:
+            continue
+        best = max(traditional, key=lambda r: r.hit.value)
+        out += [paired(run, target, c.strategy, best.strategy) for c in cascades]
+        names = [c.strategy for c in cascades]
+        if "student cascade (fused)" in names and "teacher cascade (fused)" in names:
+            out.append(paired(run, target, "student cascade (fused)", "teacher cascade (fused)"))
+    return out
+
+
+def paired_table(pairs: list[Paired], k: int) -> str:
+    lines = [
+        f"| target | strategy | versus | paired n | hit@{k} difference | NDCG@{k} difference |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    lines += [f"| {p.target} | {p.strategy} | {p.versus} | {p.n} | {p.hit} | {p.ndcg} |" for p in pairs]
+    return "\n".join(lines)
 
 
 def table(rows: list[Row], k: int, *, markdown: bool) -> str:
@@ -99,6 +153,7 @@ def markdown(
         f"- Popularity and category counts decay with a half-life of {_duration(cfg.pop_half_life_s)}; "
         f"per-session / per-customer counts with {_duration(cfg.context_half_life_s)}.",
         *_target_notes(run),
+        *(_cascade_notes() if any(CASCADE in name for name, _ in run.strategies) else []),
         f"- Intervals: 95% percentile intervals of a cluster bootstrap ({cfg.resamples} Poisson resamples, "
         f"seed {cfg.seed}), resampling {'customers' if run.fmt.value == 'online-retail' else 'sessions'}.",
         "- Coverage: share of all items in the log shown on at least one page of that target. Diversity: distinct "
@@ -113,6 +168,7 @@ def markdown(
         table(rows, cfg.k, markdown=True),
         "",
         *([f"![hit rate and NDCG per strategy, with 95% intervals]({figure})", ""] if figure else []),
+        *_cascade_section(run, rows),
         "## Reading",
         "",
         *[
@@ -150,3 +206,48 @@ def _duration(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:g} h"
     return f"{seconds / 60:g} min"
+
+
+def _cascade_section(run: EvalRun, rows: list[Row]) -> list[str]:
+    pairs = comparisons(run, rows)
+    if not pairs and not run.notes:
+        return []
+    k = run.config.k
+    out = [
+        "## The cascade against the baselines",
+        "",
+        "Paired differences (row minus the row it is compared with) on the positions both scored, with 95% "
+        "cluster-bootstrap intervals; an interval that holds 0 is no evidence either way.",
+        "",
+        paired_table(pairs, k),
+        "",
+    ]
+    for p in pairs:
+        if p.hit.low > 0:
+            verdict = "beats"
+        elif p.hit.high < 0:
+            verdict = "does not beat (worse than)"
+        else:
+            verdict = "is not distinguishable from"
+        out.append(f"- {p.target}: **{p.strategy}** {verdict} {p.versus} on hit@{k} ({p.hit}, NDCG {p.ndcg}).")
+    out += ["", *[f"- {note}" for note in run.notes], ""]
+    return out
+
+
+def _cascade_notes() -> list[str]:
+    return [
+        "- Cascade rows build the page the way the generator does, from the same past as every other row: the "
+        "session context the worker would send (the context's last 8 events with their types, event-weighted "
+        "category and brand affinities), planned by `CascadePlanner.plan_contexts` (context text, keyword "
+        "candidates, the writer's themes and keywords, the generator's quality filter and candidate check), "
+        "usable placements' keywords retrieved, then per placement `streams.fusion.fuse` of retrieval with the "
+        "co-visitation, category and popularity lists of that past (`streams.assembly.traditional_signals`, 24 "
+        "each, as in a regeneration request) with `streams.assembly.DEFAULT_WEIGHTS`, 4 placements x 3 items, no "
+        "product twice, items bought (cart/purchase) in the context left out as the assembler does, and the "
+        "target's own exclusions kept out of every placement. A placement short of items is topped up from the "
+        "popular list, as served.",
+        "- Retrieval is exact cosine over the catalog's product vectors, top 24 per keyword: what Qdrant's exact "
+        "search returns in local mode (the catalog's local Qdrant store is locked by whichever process opens it, "
+        "so the evaluation does not open it). The catalog is static: every product of the log file, with its "
+        "latest price, and a keyword vocabulary derived from the products (not from events).",
+    ]

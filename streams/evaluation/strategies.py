@@ -27,6 +27,19 @@ class Strategy(ABC):
     def rank(self, context: str | None, n: int) -> list[int]:
         """Up to ``n`` candidate items for the context, best first."""
 
+    def page_candidates(self, context: str | None, n: int, exclude: frozenset[int]) -> list[int]:
+        """The page's items before the protocol drops ``exclude`` and fills up. Strategies that lay out a page
+        in placements (the cascade) override this to keep excluded items out of every placement."""
+        return self.rank(context, n)
+
+    def scores(self, cluster: str) -> bool:
+        """Whether this strategy is scored for a session / customer (all, unless it scores a sample)."""
+        return True
+
+    def notes(self) -> list[str]:
+        """Report lines about the run, beyond the metrics."""
+        return []
+
 
 def _top(scores: dict[int, float], n: int) -> list[int]:
     return sorted(scores, key=lambda i: (-scores[i], i))[:n]

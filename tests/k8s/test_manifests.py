@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from streams.cli import _parser as cli_parser
+
 # Conftest helpers arrive as fixtures (importing conftest by name is import-mode dependent).
 REPO = Path(__file__).resolve().parents[2]
 Manifest = dict[str, Any]
@@ -102,6 +104,7 @@ def test_expected_objects_present(docs: list[Manifest]) -> None:
         ("PodDisruptionBudget", "vitrine-worker"),
         ("PodDisruptionBudget", "vitrine-generator"),
         ("ScaledObject", "vitrine-worker"),
+        ("ScaledObject", "vitrine-generator"),
         ("TriggerAuthentication", "vitrine-kafka"),
         ("NetworkPolicy", "vitrine"),
         ("StatefulSet", "qdrant"),
@@ -197,6 +200,7 @@ def test_generator_hardware(docs: list[Manifest], overlay: str, get: Get) -> Non
     pod = dep["spec"]["template"]["spec"]
     (gen,) = pod["containers"]
     assert gen["command"] == ["vitrine", "generator"]
+    assert "replicas" not in dep["spec"], "KEDA owns replicas; a fixed value would be reset on every apply"
     strategy = dep["spec"]["strategy"]["rollingUpdate"]
     assert strategy["maxUnavailable"] == 0, "model upgrades must not drop capacity"
     if overlay == "gpu":
@@ -213,10 +217,22 @@ def test_generator_hardware(docs: list[Manifest], overlay: str, get: Get) -> Non
     assert worker["image"].endswith("-cpu"), "session workers never need the CUDA image"
 
 
-def test_keda_scales_workers_on_lag_within_partitions(docs: list[Manifest], get: Get) -> None:
-    so = get(docs, "ScaledObject", "vitrine-worker")["spec"]
+# ScaledObject -> (target kind, target name, container, consumer group suffix after VITRINE_APP_ID, topic setting).
+# The generator's group is ``<app id>-generator`` (streams/generator_app.py; test_probes_against_worker.py
+# checks it on a running generator).
+SCALED = {
+    "vitrine-worker": ("StatefulSet", "vitrine-worker", "", "VITRINE_CLICKSTREAM_TOPIC"),
+    "vitrine-generator": ("Deployment", "vitrine-generator", "-generator", "VITRINE_REGEN_TOPIC"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCALED))
+def test_keda_scales_on_lag_within_partitions(docs: list[Manifest], get: Get, name: str) -> None:
+    kind, workload, group_suffix, topic_setting = SCALED[name]
+    so = get(docs, "ScaledObject", name)["spec"]
     target = so["scaleTargetRef"]
-    assert (target["kind"], target["name"]) == ("StatefulSet", "vitrine-worker")
+    assert (target["kind"], target["name"]) == (kind, workload)
+    assert "replicas" not in get(docs, kind, workload)["spec"], "KEDA owns replicas"
     settings = configmap(docs, "vitrine-settings")["data"]
     partitions = int(settings["VITRINE_TOPIC_PARTITIONS"])
     assert 1 <= so["minReplicaCount"] <= so["maxReplicaCount"] <= partitions, "idle consumers beyond partitions"
@@ -224,20 +240,20 @@ def test_keda_scales_workers_on_lag_within_partitions(docs: list[Manifest], get:
     meta = trigger["metadata"]
     assert trigger["type"] == "kafka"
     assert set(meta) <= KAFKA_TRIGGER_KEYS, f"unknown kafka trigger keys: {set(meta) - KAFKA_TRIGGER_KEYS}"
-    assert meta["consumerGroup"] == settings["VITRINE_APP_ID"]
-    assert meta["topic"] == settings["VITRINE_CLICKSTREAM_TOPIC"]
+    assert meta["consumerGroup"] == settings["VITRINE_APP_ID"] + group_suffix
+    assert meta["topic"] == settings[topic_setting]
     assert meta["bootstrapServers"] == settings["KAFKA_BOOTSTRAP_SERVERS"]
     assert int(meta["lagThreshold"]) > 0
     protocol = settings.get("VITRINE_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
     expected_sasl = KEDA_SASL[settings.get("VITRINE_KAFKA_SASL_MECHANISM", "PLAIN")] if "SASL" in protocol else "none"
-    assert meta.get("sasl", "none") == expected_sasl, "scaler and workers must speak the same SASL mechanism"
+    assert meta.get("sasl", "none") == expected_sasl, "scaler and consumers must speak the same SASL mechanism"
     assert (meta.get("tls", "disable") == "enable") == protocol.endswith("SSL")
     auth = get(docs, "TriggerAuthentication", trigger["authenticationRef"]["name"])["spec"]
     refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["secretTargetRef"]}
-    worker = get(docs, "StatefulSet", "vitrine-worker")["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in worker["env"] if "valueFrom" in e}
+    (container,) = get(docs, kind, workload)["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
     pw = env["VITRINE_KAFKA_SASL_PASSWORD"]
-    assert refs["password"] == (pw["name"], pw["key"]), "scaler and workers must use the same credentials"
+    assert refs["password"] == (pw["name"], pw["key"]), "scaler and consumers must use the same credentials"
 
 
 def test_setup_job_creates_topics_then_loads_catalog(docs: list[Manifest], get: Get) -> None:
@@ -245,6 +261,17 @@ def test_setup_job_creates_topics_then_loads_catalog(docs: list[Manifest], get: 
     assert [c["command"] for c in spec["initContainers"]] == [["vitrine", "topics"]]
     assert [c["command"] for c in spec["containers"]] == [["vitrine", "catalog"]]
     assert spec["restartPolicy"] in {"Never", "OnFailure"}
+    (catalog,) = spec["containers"]
+    args = vars(cli_parser().parse_args(catalog["command"][1:] + catalog["args"]))
+    assert args["products"] and args["out"], "real sources and an output dir, not the shared-data default"
+
+
+def test_commands_are_real_subcommands(docs: list[Manifest]) -> None:
+    """Every container's command line parses with the real CLI (argparse exits on an unknown one)."""
+    for label, spec in pod_specs(docs):
+        for c in containers(spec):
+            if c.get("command", [""])[0] == "vitrine":
+                assert cli_parser().parse_args(c["command"][1:] + c.get("args", [])).command, label
 
 
 def test_references_resolve(docs: list[Manifest]) -> None:

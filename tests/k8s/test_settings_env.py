@@ -16,6 +16,7 @@ import pytest
 from dockerfile_parse import DockerfileParser
 from pydantic import AliasChoices, AliasPath
 
+from models.providers import resolve_providers
 from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,17 +25,8 @@ Get = Callable[[list[Manifest], str, str], Manifest]
 PREFIX = "VITRINE_"
 KAFKA_SERVERS = "KAFKA_BOOTSTRAP_SERVERS"
 SECRET_PLACEHOLDER = "from-a-secret"
-
-# Settings the generator and the catalog loader will read, not yet fields of Settings. They may
-# appear only in the generator Deployment and the setup Job's catalog container; each moves into
-# Settings when the generator lands (then delete it here).
-PENDING_GENERATOR_SETTINGS = {
-    "VITRINE_QDRANT_URL",
-    "VITRINE_QDRANT_API_KEY",
-    "VITRINE_QDRANT_COLLECTION",
-    "VITRINE_MODEL_DIR",
-    "VITRINE_ONNX_PROVIDERS",
-}
+# Subcommands that connect to Kafka (``vitrine catalog`` talks to Qdrant only).
+KAFKA_COMMANDS = {"worker", "generator", "topics"}
 
 
 def settings_env_names() -> dict[str, str]:
@@ -93,24 +85,52 @@ def _worker(docs: list[Manifest], get: Get) -> dict[str, Any]:
     return container
 
 
+def _pod(docs: list[Manifest], get: Get, kind: str, name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = get(docs, kind, name)["spec"]["template"]["spec"]
+    return spec
+
+
+def _settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """``Settings`` read from exactly ``env`` (the process environment's own settings removed)."""
+    with monkeypatch.context() as m:
+        for name in list(os.environ):
+            if name.upper().startswith(PREFIX) or name.upper() == KAFKA_SERVERS:
+                m.delenv(name)
+        for name, value in env.items():
+            m.setenv(name, value)
+        return Settings()
+
+
+def _image_env() -> dict[str, str]:
+    """The ``VITRINE_*`` defaults the image sets (ENV), which a container's environment overrides."""
+    parser = DockerfileParser(path=str(REPO / "Dockerfile"))
+    env: dict[str, str] = {}
+    for instr in parser.structure:
+        if instr["instruction"] == "ENV":
+            env.update(tok.split("=", 1) for tok in shlex.split(instr["value"]) if tok.startswith(PREFIX))
+    return env
+
+
+def _emptydir_mounts(spec: dict[str, Any], container: dict[str, Any]) -> set[str]:
+    scratch = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
+    return {m["mountPath"] for m in container.get("volumeMounts", []) if m["name"] in scratch}
+
+
 def test_session_worker_env_is_exactly_settings(docs: list[Manifest], get: Get) -> None:
-    env = container_env(_worker(docs, get), docs)
+    worker = _worker(docs, get)
+    env = container_env(worker, docs)
     assert unknown_settings(env, set(settings_env_names())) == []
     assert missing_required(env) == []
-    assert not set(env) & PENDING_GENERATOR_SETTINGS, "generator settings do not belong on the session workers"
+    refs = {src["configMapRef"]["name"].rsplit("-", 1)[0] for src in worker["envFrom"]}
+    assert refs == {"vitrine-settings"}, "generator settings (Qdrant, model) do not belong on the session workers"
 
 
 def test_session_worker_env_parses_and_agrees_with_the_pod(
     docs: list[Manifest], get: Get, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Values must validate (enums, ranges) and match the ports, volumes and partitions around them."""
-    for name in list(os.environ):
-        if name.upper().startswith(PREFIX) or name.upper() == KAFKA_SERVERS:
-            monkeypatch.delenv(name)
     worker = _worker(docs, get)
-    for name, value in container_env(worker, docs).items():
-        monkeypatch.setenv(name, value)
-    settings = Settings()
+    settings = _settings_from(container_env(worker, docs), monkeypatch)
     assert settings.web_port == next(p["containerPort"] for p in worker["ports"] if p["name"] == "web")
     mounts = {m["mountPath"] for m in worker["volumeMounts"]}
     assert str(settings.data_dir) in mounts, "the RocksDB store must be on the persistent volume"
@@ -121,26 +141,52 @@ def test_session_worker_env_parses_and_agrees_with_the_pod(
 
 
 @pytest.mark.parametrize(("kind", "name"), [("Deployment", "vitrine-generator"), ("Job", "vitrine-setup")])
-def test_generator_and_job_env_known(docs: list[Manifest], get: Get, kind: str, name: str) -> None:
-    spec = get(docs, kind, name)["spec"]["template"]["spec"]
-    allowed = set(settings_env_names()) | PENDING_GENERATOR_SETTINGS
+def test_generator_and_job_env_is_exactly_settings(
+    docs: list[Manifest], get: Get, monkeypatch: pytest.MonkeyPatch, kind: str, name: str
+) -> None:
+    """Every container of the generator and the setup Job: known names, required ones set, values that parse."""
+    spec = _pod(docs, get, kind, name)
     for container in [*spec.get("initContainers", []), *spec["containers"]]:
         env = container_env(container, docs)
-        assert unknown_settings(env, allowed) == [], container["name"]
+        assert unknown_settings(env, set(settings_env_names())) == [], container["name"]
         assert missing_required(env) == [], container["name"]
+        settings = _settings_from(env, monkeypatch)
+        if container["command"][1] in KAFKA_COMMANDS and "SASL" in settings.kafka_security_protocol:
+            assert settings.kafka_sasl_password is not None and settings.kafka_sasl_username, container["name"]
 
 
-def test_pending_list_is_honest(rendered: dict[str, list[Manifest]]) -> None:
-    """Each pending name is used somewhere, and none already exists in Settings (then drop it here)."""
-    assert not PENDING_GENERATOR_SETTINGS & set(settings_env_names())
-    used: set[str] = set()
-    for docs in rendered.values():
-        for d in docs:
-            if d["kind"] in {"Deployment", "Job"}:
-                spec = d["spec"]["template"]["spec"]
-                for c in [*spec.get("initContainers", []), *spec["containers"]]:
-                    used |= set(container_env(c, docs))
-    assert used >= PENDING_GENERATOR_SETTINGS
+def test_generator_env_agrees_with_the_pod_and_the_image(
+    docs: list[Manifest], get: Get, overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = _pod(docs, get, "Deployment", "vitrine-generator")
+    (generator,) = spec["containers"]
+    settings = _settings_from({**_image_env(), **container_env(generator, docs)}, monkeypatch)
+    assert settings.web_port == next(p["containerPort"] for p in generator["ports"] if p["name"] == "web")
+    assert any(settings.data_dir.is_relative_to(m) for m in _emptydir_mounts(spec, generator)), "data dir writable"
+    assert settings.qdrant_url and settings.qdrant_api_key is not None, "server-mode Qdrant with its API key"
+    image = _image_env()
+    assert str(settings.model_dir) == image["VITRINE_MODEL_DIR"], "the student the image ships (or a baked one)"
+    assert str(settings.catalog_dir) == image["VITRINE_CATALOG_DIR"]
+    expected = {"cpu": ["CPUExecutionProvider"], "gpu": ["CUDAExecutionProvider", "CPUExecutionProvider"]}[overlay]
+    assert resolve_providers(settings.onnx_providers) == expected
+    scaled = get(docs, "ScaledObject", "vitrine-generator")["spec"]
+    assert scaled["maxReplicaCount"] <= settings.topic_partitions
+
+
+def test_catalog_job_env_agrees_with_the_pod_and_the_image(
+    docs: list[Manifest], get: Get, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = _pod(docs, get, "Job", "vitrine-setup")
+    (catalog,) = spec["containers"]
+    settings = _settings_from({**_image_env(), **container_env(catalog, docs)}, monkeypatch)
+    assert str(settings.embedder_dir) == _image_env()["VITRINE_EMBEDDER_DIR"], "the embedder exported into the image"
+    assert resolve_providers(settings.onnx_providers) == ["CPUExecutionProvider"], "the Job runs the CPU image"
+    assert settings.qdrant_url and settings.qdrant_api_key is not None
+    args = catalog["args"]
+    out = Path(args[args.index("--out") + 1])
+    assert any(out.is_relative_to(m) for m in _emptydir_mounts(spec, catalog)), "artifacts need a writable dir"
+    products = Path(args[args.index("--products") + 1])
+    assert settings.catalog_dir is not None and products.parent == settings.catalog_dir, "the catalog the image bakes"
 
 
 def dockerfile_env_names(path: Path) -> set[str]:
@@ -173,4 +219,4 @@ def test_checker_flags_typos_and_missing_servers() -> None:
     assert unknown_settings(env, known) == ["VITRINE_TOPIC_PARTITONS"]
     assert missing_required(env) == [{"KAFKA_BOOTSTRAP_SERVERS", "VITRINE_KAFKA_BOOTSTRAP_SERVERS"}]
     assert missing_required({**env, "VITRINE_KAFKA_BOOTSTRAP_SERVERS": "x:9092"}) == []
-    assert unknown_settings({"VITRINE_QDRANT_URL": "http://q"}, known) == ["VITRINE_QDRANT_URL"]
+    assert unknown_settings({"VITRINE_QDRANT_URI": "http://q"}, known) == ["VITRINE_QDRANT_URI"]

@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+import random
+from pathlib import Path
+
+import pytest
+
+from models.context import PLACEMENTS
+from models.embedder import CachedEmbed, Embedder
+from models.quality import QualityFilter
+from streams.catalog.artifacts import Catalog
+from streams.catalog.products import Product
+from streams.catalog.vocabulary import build_vocabulary
+from streams.evaluation.cascade import TEACHER, Cascade, CascadeSetup
+from streams.evaluation.history import History
 from streams.evaluation.protocol import (
     CART,
     CLICKSTREAM_CONFIG,
@@ -10,13 +23,45 @@ from streams.evaluation.protocol import (
     RETURNING,
     TRANSACTION_CONFIG,
     EvalConfig,
+    EventLog,
+    StrategyFactory,
     load_events,
     replay,
 )
+from streams.evaluation.strategies import Strategy
 from streams.events import ClickEvent
 from streams.replay_sources import ReplayRecord, SourceFormat
+from streams.storefront import ItemSource
 
 T0 = 1_569_888_000_000
+SHELVES = {"phones": "acme", "shoes": "stride", "sofas": "lounge", "tents": "camp"}
+
+
+def _products() -> list[Product]:
+    """Every product the test logs use: the small clickstream's, the shop's eight per shelf, the planted Q."""
+    out = [Product(p, f"acme {p} phone", "phones", "acme", 200.0) for p in "ABCD"]
+    out += [Product(p, f"stride {p} shoe", "shoes", "stride", 60.0) for p in "XYZ"]
+    out.append(Product("Q", "quest kit", "quest", None, 10.0))
+    for shelf, brand in SHELVES.items():
+        out += [Product(f"{shelf}-{i}", f"{brand} {shelf} {i}", shelf, brand, 20.0 + i) for i in range(8)]
+    return out
+
+
+@pytest.fixture(scope="module")
+def catalog(embedder_dir: Path) -> Catalog:
+    """A small catalog with real embeddings: products and the vocabulary derived from them."""
+    embedder = Embedder.load(embedder_dir)
+    products = _products()
+    keywords = build_vocabulary(products)
+    vectors = embedder.embed([p.embedding_text() for p in products])
+    return Catalog(products, vectors, keywords, embedder.embed([k.keyword for k in keywords]))
+
+
+@pytest.fixture(scope="module")
+def cascade(catalog: Catalog, embedder_dir: Path) -> CascadeSetup:
+    known = {k.keyword: catalog.keyword_vectors[i] for i, k in enumerate(catalog.keywords)}
+    embed = CachedEmbed(Embedder.load(embedder_dir), known)
+    return CascadeSetup(catalog=catalog, quality=QualityFilter(embed))  # the generator's filter, as build_planner
 
 
 def _record(
@@ -63,16 +108,19 @@ def _live_ids() -> list[str]:
     return [ClickEvent.model_validate_json(r.value).event_id for r in _clickstream()[-4:]]
 
 
-def _pages(records: list[ReplayRecord], fmt: SourceFormat, config: EvalConfig) -> dict[tuple[str, str, str], tuple]:
-    events, items = load_events(records)
-    _, _, pages, _ = replay(events, n_items=len(items), fmt=fmt, config=config)
-    return {key: tuple(items[i] for i in page) for key, page in pages.items()}
+def _pages(
+    records: list[ReplayRecord], fmt: SourceFormat, config: EvalConfig, extra: StrategyFactory | None = None
+) -> dict[tuple[str, str, str], tuple]:
+    log = load_events(records, [p.product_id for p in _products()] if extra is not None else ())
+    _, _, pages, _ = replay(log, fmt=fmt, config=config, extra=extra)
+    return {key: tuple(log.items[i] for i in page) for key, page in pages.items()}
 
 
-def test_planted_future_and_same_second_events_change_no_page() -> None:
+def test_planted_future_and_same_second_events_change_no_page(cascade: CascadeSetup) -> None:
     records = _clickstream()
-    baseline = _pages(records, SourceFormat.REES46, CLICKSTREAM_CONFIG)
+    baseline = _pages(records, SourceFormat.REES46, CLICKSTREAM_CONFIG, cascade)
     assert baseline
+    assert any(key[2] == TEACHER for key in baseline)
     last_ts = records[-1].ts
     assert last_ts is not None
     last_second = (last_ts - T0) // 1000
@@ -84,28 +132,30 @@ def test_planted_future_and_same_second_events_change_no_page() -> None:
         *[_record(903 + i, f"f{i}", "Q", last_second + 1 + i, cat="quest") for i in range(20)],
         _record(950, "live", "Q", last_second + 60, cat="quest"),
     ]
-    leaked = _pages(records + planted, SourceFormat.REES46, CLICKSTREAM_CONFIG)
+    leaked = _pages(records + planted, SourceFormat.REES46, CLICKSTREAM_CONFIG, cascade)
     for key, page in baseline.items():
         assert leaked[key] == page, key
     assert any(key[0] == "e950" for key in leaked)  # the planted future is itself scored
 
 
-def test_the_leakage_check_can_fail() -> None:
-    """The same plant one second earlier is the past of the last events: some page must change."""
+def test_the_leakage_check_can_fail(cascade: CascadeSetup) -> None:
+    """The same plant one second earlier is the past of the last events: some page must change, the cascade's too."""
     records = _clickstream()
-    baseline = _pages(records, SourceFormat.REES46, CLICKSTREAM_CONFIG)
+    baseline = _pages(records, SourceFormat.REES46, CLICKSTREAM_CONFIG, cascade)
     last_ts = records[-1].ts
     assert last_ts is not None
     before = (last_ts - T0) // 1000 - 1
     planted = [_record(900 + i, f"p{i}", "Q", before, cat="quest") for i in range(30)]
     planted += [_record(940 + i, f"p{i}", "B", before, cat="phones") for i in range(30)]
-    changed = _pages(sorted(records + planted, key=lambda r: r.ts or 0), SourceFormat.REES46, CLICKSTREAM_CONFIG)
+    changed = _pages(
+        sorted(records + planted, key=lambda r: r.ts or 0), SourceFormat.REES46, CLICKSTREAM_CONFIG, cascade
+    )
     assert any(changed[key] != page for key, page in baseline.items())
+    assert any(changed[key] != page for key, page in baseline.items() if key[2] == TEACHER)
 
 
 def test_same_second_duplicate_is_scored_once_and_not_as_novel_after_itself() -> None:
-    events, items = load_events(_clickstream())
-    _, _, pages, counts = replay(events, n_items=len(items), fmt=SourceFormat.REES46, config=CLICKSTREAM_CONFIG)
+    _, _, pages, counts = replay(load_events(_clickstream()), fmt=SourceFormat.REES46, config=CLICKSTREAM_CONFIG)
     live = _live_ids()
     live_novel = [k for k in pages if k[1] == NOVEL and k[2] == "popularity" and k[0] in live]
     assert [k[0] for k in live_novel] == [live[1], live[2]]  # D, then B once (the two B views share one second)
@@ -146,8 +196,9 @@ def test_rebuy_shows_the_customers_past_purchases_on_the_next_invoice() -> None:
                 n += 1
     records.append(_record(n, "inv-late", "own0", 40 * day, kind="purchase", cat="mug", user="c0"))
     config = EvalConfig(cutoff_ms=T0 + 30 * day * 1000, pop_half_life_s=30 * day, context_half_life_s=90 * day)
-    events, items = load_events(records)
-    _, outcomes, pages, counts = replay(events, n_items=len(items), fmt=SourceFormat.ONLINE_RETAIL, config=config)
+    log = load_events(records)
+    items = log.items
+    _, outcomes, pages, counts = replay(log, fmt=SourceFormat.ONLINE_RETAIL, config=config)
     assert counts == {INVOICE: 1, RETURNING: 1}  # before the cutoff only trains
     assert outcomes[(RETURNING, "re-buy")].hits == [1.0]
     named = {k: tuple(items[i] for i in p) for k, p in pages.items()}
@@ -156,3 +207,68 @@ def test_rebuy_shows_the_customers_past_purchases_on_the_next_invoice() -> None:
         named[(f"e{n}", INVOICE, "re-buy + co-occurrence (placement)")][:3] == named[(f"e{n}", INVOICE, "re-buy")][:3]
     )
     assert TRANSACTION_CONFIG.cutoff_ms is not None
+
+
+def _shop() -> list[ReplayRecord]:
+    """Sixty sessions browsing four to six products, mostly on one shelf, then a live phone session."""
+    rng = random.Random(3)
+    shelves = list(SHELVES)
+    rows: list[tuple[str, str, int, str]] = []
+    second = 0
+    for s in range(60):
+        shelf = shelves[s % len(shelves)]
+        for _ in range(rng.randint(4, 6)):
+            where = shelf if rng.random() < 0.8 else rng.choice(shelves)
+            rows.append((f"s{s}", f"{where}-{rng.randrange(8)}", second, where))
+            second += rng.randint(1, 5)
+    for i in (0, 1, 2):
+        rows.append(("live", f"phones-{i}", second + 10 * (i + 1), "phones"))
+    return [_record(n, s, p, sec, cat=c) for n, (s, p, sec, c) in enumerate(rows)]
+
+
+@pytest.fixture(scope="module")
+def shop(cascade: CascadeSetup) -> tuple[Cascade, History, EventLog]:
+    """The teacher cascade after replaying the shop log."""
+    log = load_events(_shop(), cascade.catalog.product_ids)
+    made: list[Strategy] = []
+
+    def extra(history: History, events: EventLog) -> list[Strategy]:
+        made.extend(cascade(history, events))
+        return made
+
+    replay(log, fmt=SourceFormat.REES46, config=CLICKSTREAM_CONFIG, extra=extra, traditional=False)
+    (teacher,) = [s for s in made if isinstance(s, Cascade)]
+    return teacher, teacher.history, log
+
+
+def test_cascade_page_fills_every_placement_with_distinct_allowed_items(
+    shop: tuple[Cascade, History, EventLog],
+) -> None:
+    teacher, history, log = shop
+    k = CLICKSTREAM_CONFIG.k
+    seen = frozenset(history.session_items["live"])
+    same_shelf = frozenset(i for i, pid in enumerate(log.items) if pid.startswith("phones-") and i not in seen)
+    for exclude in (frozenset(), seen, seen | same_shelf):
+        page = teacher.page_candidates("live", k, exclude)
+        assert len(page) == k
+        assert len(set(page)) == k
+        assert not set(page) & exclude
+    # the session is about phones: the unfiltered page leads with phones it has not seen
+    page = [log.items[i] for i in teacher.page_candidates("live", k, seen)]
+    assert page[0].startswith("phones-")
+
+
+def test_cascade_plans_once_per_past_and_retrieves_for_usable_placements(
+    shop: tuple[Cascade, History, EventLog],
+) -> None:
+    teacher, _, _ = shop
+    planning = teacher.planning
+    planned = planning.page("live")
+    assert planned is not None
+    pages = planning.stats.pages
+    assert planning.page("live") is planned  # the same past and context: planned once
+    assert planning.stats.pages == pages
+    assert [kind for kind, _ in planned.signals] == list(PLACEMENTS)
+    retrieved = [lists[ItemSource.RETRIEVAL] for _, lists in planned.signals if ItemSource.RETRIEVAL in lists]
+    assert retrieved
+    assert all(retrieved)  # the teacher's keywords came from the vocabulary and found products

@@ -1,0 +1,191 @@
+"""``vitrine train-student``: dataset -> teacher labels -> tokenizer -> training -> ONNX export -> evaluation.
+
+Everything between the raw log and the committed model directory, in one deterministic command.
+Intermediate artifacts (examples, tokenizer, PyTorch weights) stay under ``work_dir`` (var/student);
+only ONNX files, config, tokenizer and the model card go to ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.context import FORMAT_VERSION, PLACEMENTS, THEME_PREFIX
+from models.embedder import Embedder
+from models.student import Student
+from onnx_export.dataset import (
+    Cut,
+    build_examples,
+    load_events,
+    regen_cuts,
+    split_time,
+    write_examples,
+)
+from onnx_export.evaluate import evaluate_student
+from onnx_export.export import (
+    FP16_DIR,
+    INT8_DIR,
+    KEEP_FILES,
+    ONNX_FILES,
+    convert_fp16,
+    export_onnx,
+    parity,
+    quantize_int8,
+)
+from onnx_export.model_card import write_model_card
+from onnx_export.teacher_catalog import CatalogTeacher
+from onnx_export.tokenizer import DEFAULT_VOCAB, TOKENIZER_FILE, to_transformers, train_tokenizer
+from onnx_export.train import QUICK_SHAPE, StudentShape, TrainConfig, train_student
+from streams.catalog.artifacts import Catalog
+from streams.settings import Settings
+
+PARITY_EXAMPLES = 64
+QUICK_CUTS = 240
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOptions:
+    catalog_dir: Path
+    out_dir: Path
+    log_path: Path
+    work_dir: Path = Path("var/student")
+    steps: int | None = None
+    quick: bool = False
+    test_fraction: float = 0.2
+    vocab_size: int = DEFAULT_VOCAB
+    eval_limit: int = 800
+    init_from: Path | None = None
+    fp16_in_out_dir: bool = False
+    command: list[str] = field(default_factory=lambda: list(sys.argv))
+
+
+def _say(message: str) -> None:
+    print(f"[train-student] {message}", flush=True)
+
+
+def _thin(cuts: list[Cut], n: int) -> list[Cut]:
+    """An even sample over time, so a quick run still has train and test requests."""
+    step = max(1, len(cuts) // n)
+    return cuts[::step][:n]
+
+
+def run_pipeline(opts: PipelineOptions, settings: Settings) -> dict[str, Any]:
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(name: str, since: float) -> float:
+        now = time.perf_counter()
+        timings[name] = round(now - since, 1)
+        return now
+
+    t = time.perf_counter()
+    catalog = Catalog.load(opts.catalog_dir)
+    settings = settings.model_copy(update={"catalog_dir": opts.catalog_dir})
+    events = load_events(opts.log_path)
+    test_at = split_time(events, opts.test_fraction)
+    cuts = list(regen_cuts(events, settings, test_at))
+    if opts.quick:
+        cuts = _thin(cuts, QUICK_CUTS)
+    _say(f"{len(events):,} events, {len(cuts):,} regeneration requests ({opts.log_path.name}), test from ts {test_at}")
+    teacher = CatalogTeacher.build(
+        keywords=catalog.keywords,
+        products=((p.category, p.price) for p in catalog.products),
+        events=(e for e in events if e.ts < test_at),
+    )
+    embedder = Embedder.load(settings.embedder_dir, "CPUExecutionProvider")
+    examples = build_examples(cuts, catalog, teacher, embedder.embed, popular=teacher.popular_categories())
+    train = [e for e in examples if e.split == "train"]
+    test = [e for e in examples if e.split == "test"]
+    data_dir = opts.work_dir / "data"
+    meta = {
+        "log": str(opts.log_path),
+        "catalog": str(opts.catalog_dir),
+        "test_from_ts": test_at,
+        "test_fraction": opts.test_fraction,
+        "requests": len(cuts),
+        "train_examples": len(train),
+        "test_examples": len(test),
+        "context_format": FORMAT_VERSION,
+    }
+    write_examples(examples, data_dir, meta)
+    _say(f"examples: {len(train):,} train, {len(test):,} test -> {data_dir}")
+    t = lap("dataset", t)
+
+    texts = [e.input for e in train] + [e.target for e in train] + [p.title for p in catalog.products]
+    texts += [k.keyword for k in catalog.keywords]
+    tok = train_tokenizer(texts, vocab_size=120 if opts.quick else opts.vocab_size)
+    tok_dir = opts.work_dir / "tokenizer"
+    tok_dir.mkdir(parents=True, exist_ok=True)
+    tok.save(str(tok_dir / TOKENIZER_FILE))
+    hf_tok = to_transformers(tok)
+    contexts = [e.input.removeprefix(THEME_PREFIX) for e in train if e.task == "theme"]
+    lengths = sorted(len(enc.ids) for enc in tok.encode_batch(contexts, add_special_tokens=False))
+    median_context_tokens = lengths[len(lengths) // 2] if lengths else 0
+    _say(f"tokenizer: {tok.get_vocab_size()} pieces; median context {median_context_tokens} tokens, max {lengths[-1]}")
+    t = lap("tokenizer", t)
+
+    shape = QUICK_SHAPE if opts.quick else StudentShape()
+    default_steps = 40 if opts.quick else TrainConfig().steps
+    cfg = TrainConfig(steps=opts.steps or default_steps, warmup=10 if opts.quick else TrainConfig().warmup)
+    torch_dir = opts.work_dir / "torch"
+    result = train_student(
+        [(e.input, e.target) for e in train], hf_tok, torch_dir, shape=shape, cfg=cfg, init_from=opts.init_from
+    )
+    _say(
+        f"trained {result.params:,} parameters, {result.steps} steps in {result.seconds:.0f} s, "
+        f"loss {result.final_loss}"
+    )
+    t = lap("train", t)
+
+    out = opts.out_dir
+    for stale in (out / INT8_DIR, out / FP16_DIR):
+        shutil.rmtree(stale, ignore_errors=True)
+    export_onnx(torch_dir, out)
+    quantize_int8(out, out / INT8_DIR)
+    fp16_dir = out / FP16_DIR if opts.fp16_in_out_dir else opts.work_dir / FP16_DIR
+    convert_fp16(out, fp16_dir)
+    if fp16_dir.parent != out:  # a variant outside the model dir needs its own config and tokenizer
+        for name in KEEP_FILES:
+            shutil.copyfile(out / name, fp16_dir / name)
+    t = lap("export", t)
+
+    fixed = [e.input for e in test[: PARITY_EXAMPLES * 2 : 2]] + [e.input for e in test[1 : PARITY_EXAMPLES * 2 : 2]]
+    par = parity(torch_dir, out, fixed[:PARITY_EXAMPLES])
+    _say(f"parity PyTorch vs ONNX fp32 greedy: {par.identical}/{par.n} token-identical")
+    t = lap("parity", t)
+
+    variants = {"fp32": out, "int8": out / INT8_DIR, "fp16": fp16_dir}
+    int8_encoder = opts.work_dir / "int8-encoder"  # int8 encoder + the fp32 decoders of the parent
+    shutil.rmtree(int8_encoder, ignore_errors=True)
+    int8_encoder.mkdir(parents=True)
+    shutil.copyfile(out / INT8_DIR / ONNX_FILES[0], int8_encoder / ONNX_FILES[0])
+    for name in (*ONNX_FILES[1:], *KEEP_FILES):
+        shutil.copyfile(out / name, int8_encoder / name)
+    variants["int8-encoder"] = int8_encoder
+    metrics: dict[str, dict[str, Any]] = {}
+    for name, folder in variants.items():
+        student = Student.load(folder, "CPUExecutionProvider")
+        evaluation = evaluate_student(student, test, catalog, limit=opts.eval_limit)
+        metrics[name] = asdict(evaluation)
+        _say(f"{name}: {json.dumps(evaluation.summary)}")
+    t = lap("evaluate", t)
+
+    timings["total"] = round(time.perf_counter() - started, 1)
+    card = write_model_card(
+        out,
+        command=" ".join(shlex.quote(a) for a in opts.command),
+        train=asdict(result),
+        data={**meta, "median_context_tokens": median_context_tokens, "placements": [p.value for p in PLACEMENTS]},
+        parity=asdict(par),
+        metrics=metrics,
+        timings=timings,
+        fp16_dir=str(fp16_dir),
+    )
+    _say(f"done in {timings['total']:.0f} s -> {out}")
+    return card

@@ -1,0 +1,1 @@
+"""The product catalog: products from the data, their embeddings, the keyword vocabulary, the Qdrant collection."""

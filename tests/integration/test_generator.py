@@ -1,0 +1,165 @@
+"""The generator on a real broker: replayed REES46 events become storefront updates; catalog changes and an
+unreachable Qdrant are handled without losing a page."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from streams.catalog_updates import CatalogUpdate
+from streams.kafka_config import aiokafka_options
+from streams.local_kafka import free_port
+from streams.replay import replay
+from streams.replay_sources import read_source
+from streams.settings import Settings
+from streams.storefront import Arm, StorefrontUpdate
+from streams.topics import read_topic
+from tests.conftest import REES46, WorkerProcess
+
+pytestmark = pytest.mark.kafka
+
+Factory = Callable[..., WorkerProcess]
+HANDLED = ("vitrine_storefronts_total", "vitrine_requests_coalesced_total", "vitrine_requests_stale_total")
+
+
+def storefronts(settings: Settings) -> list[StorefrontUpdate]:
+    return [
+        StorefrontUpdate.from_json(r.value)
+        for r in asyncio.run(read_topic(settings, settings.storefront_topic))
+        if r.value
+    ]
+
+
+def wait_handled(generator: WorkerProcess, n: int, timeout_s: float = 240) -> None:
+    """Every request is either published, superseded in its batch, or dropped as stale."""
+    deadline = time.monotonic() + timeout_s
+    handled = 0.0
+    while time.monotonic() < deadline:
+        handled = sum(generator.endpoint.metric(m) for m in HANDLED)
+        if handled >= n:
+            return
+        assert generator.proc.poll() is None, generator.log_tail()
+        time.sleep(0.5)
+    raise AssertionError(f"generator handled {handled} of {n} requests:\n{generator.log_tail()}")
+
+
+async def _send_catalog_update(settings: Settings, update: CatalogUpdate) -> None:
+    producer = AIOKafkaProducer(**aiokafka_options(settings))
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.catalog_updates_topic, update.to_json(), key=update.product_id.encode())
+    finally:
+        await producer.stop()
+
+
+def test_replayed_rees46_becomes_generated_storefronts_with_increasing_versions(
+    settings_factory: Callable[..., Settings], worker_factory: Factory, catalog_dir: Path
+) -> None:
+    """The whole cascade: the shipped student writes themes and keywords (VITRINE_MODEL_DIR's default)."""
+    settings = settings_factory(catalog_dir=catalog_dir)
+    worker = worker_factory(settings)
+    generator = worker_factory(settings, command="generator")
+    worker.wait_ready()
+    generator.wait_ready()
+
+    records = read_source(REES46).records
+    asyncio.run(replay(records, settings, progress=False))
+    worker.wait_processed(len(records))
+    requests = 0.0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # requests are sent as events are handled; the count settles at once
+        requests = worker.endpoint.metric("vitrine_regen_triggers_total")
+        time.sleep(1)
+        if worker.endpoint.metric("vitrine_regen_triggers_total") == requests:
+            break
+    assert requests > 2000
+    wait_handled(generator, int(requests))
+
+    updates = storefronts(settings)
+    assert len(updates) == generator.endpoint.metric("vitrine_storefronts_total")
+    last: dict[str, int] = {}
+    for update in updates:  # topic order within a partition = publish order; one session lives in one partition
+        assert update.version > last.get(update.session_id, 0), f"version went back for {update.session_id}"
+        last[update.session_id] = update.version
+        products = update.product_ids()
+        assert len(products) == len(set(products)), "a product on two placements of one page"
+        assert len(update.placements) == 4
+        assert update.product_ids(), "an empty page"
+        assert not update.degraded, update.degraded_reasons
+    # Only the first pages of the replay, before the ranker has seen enough products, may run short.
+    placements = [p for u in updates for p in u.placements]
+    assert sum(len(p.items) == 6 for p in placements) > 0.99 * len(placements)
+    arms = {u.arm for u in updates}
+    assert arms == {Arm.CONTROL, Arm.GENERATIVE}
+    treated = [u for u in updates if u.arm is Arm.GENERATIVE]
+    assert all(u.model_version for u in treated)
+    generated = [p for u in treated for p in u.placements if not p.fallback]
+    assert len(generated) > 2 * len(treated)  # most placements show the student's plan
+    assert all(p.theme and p.keywords and p.quality.ok for p in generated)
+    control_share = 1 - len(treated) / len(updates)
+    assert 0.05 < control_share < 0.15  # VITRINE_EXPERIMENT_CONTROL_SHARE = 0.1, by session hash
+
+
+def test_out_of_stock_product_leaves_later_storefronts(
+    settings_factory: Callable[..., Settings], worker_factory: Factory, catalog_dir: Path
+) -> None:
+    settings = settings_factory(catalog_dir=catalog_dir, model_dir=None, experiment_control_share=0.0)
+    worker = worker_factory(settings)
+    generator = worker_factory(settings, command="generator")
+    worker.wait_ready()
+    generator.wait_ready()
+    records = read_source(REES46).records
+    half = len(records) // 2
+    asyncio.run(replay(records[:half], settings, progress=False))
+    worker.wait_processed(half)
+    time.sleep(3)
+    first = storefronts(settings)
+    assert first
+    # The product retrieval put on the most pages: the one whose removal the later pages must show.
+    counts: dict[str, int] = {}
+    for update in first:
+        for placement in update.placements:
+            for item in placement.items:
+                if item.source.value == "retrieval":
+                    counts[item.product_id] = counts.get(item.product_id, 0) + 1
+    gone = max(counts, key=lambda p: counts[p])
+
+    asyncio.run(_send_catalog_update(settings, CatalogUpdate(product_id=gone, in_stock=False, ts=0)))
+    deadline = time.monotonic() + 30
+    while generator.endpoint.metric("vitrine_catalog_updates_total") < 1:
+        assert time.monotonic() < deadline, generator.log_tail()
+        time.sleep(0.2)
+    asyncio.run(replay(records[half:], settings, progress=False))
+    worker.wait_processed(len(records))
+    time.sleep(5)
+    later = storefronts(settings)[len(first) :]
+    assert len(later) > 100
+    assert all(gone not in u.product_ids() for u in later), f"{gone} is out of stock but still shown"
+
+
+def test_unreachable_qdrant_still_publishes_degraded_pages(
+    settings_factory: Callable[..., Settings], worker_factory: Factory, catalog_dir: Path
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings = settings_factory(catalog_dir=catalog_dir, model_dir=None, qdrant_url=dead, experiment_control_share=0.0)
+    worker = worker_factory(settings)
+    generator = worker_factory(settings, command="generator")
+    worker.wait_ready()
+    generator.wait_ready()
+    records = read_source(REES46).records[:3000]
+    asyncio.run(replay(records, settings, progress=False))
+    worker.wait_processed(len(records))
+    requests = int(worker.endpoint.metric("vitrine_regen_triggers_total"))
+    wait_handled(generator, requests)
+    updates = storefronts(settings)
+    assert updates
+    for update in updates:
+        assert update.degraded
+        assert any(r.startswith("retrieval") for r in update.degraded_reasons)
+        assert all(p.fallback and p.items for p in update.placements)
+    assert generator.endpoint.metric("vitrine_storefronts_degraded_total") >= len(updates)

@@ -1,0 +1,132 @@
+"""Retrieval and assembly on the real catalog: real MiniLM vectors, Qdrant local mode, requests folded from REES46."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from qdrant_client import QdrantClient
+
+from models.context import PlacementKind
+from streams.assembly import PlacementPlan, StorefrontAssembler
+from streams.catalog.artifacts import Catalog
+from streams.catalog_updates import CatalogUpdate
+from streams.generator import StorefrontGenerator
+from streams.generator_setup import GeneratorParts, load_generator_parts
+from streams.local_kafka import free_port
+from streams.offline import regeneration_requests
+from streams.planners import build_planner
+from streams.regen import RegenRequest
+from streams.replay_sources import read_source
+from streams.retrieval import KeywordRetriever
+from streams.settings import Settings
+from streams.storefront import Arm
+from tests.conftest import REES46, REPO
+
+
+@pytest.fixture(scope="module")
+def requests() -> list[RegenRequest]:
+    """What the session worker would ask for, ranker candidates included, for the whole REES46 sample."""
+    return regeneration_requests(read_source(REES46).records, Settings())
+
+
+@pytest.fixture(scope="module")
+def parts(rees46_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GeneratorParts]:
+    """One generator's parts for the module (loading warms the keyword cache); a private copy of the catalog."""
+    copy = tmp_path_factory.mktemp("assembly") / "catalog"
+    shutil.copytree(rees46_catalog, copy)
+    parts = load_generator_parts(Settings(catalog_dir=copy, model_dir=None))
+    yield parts
+    if parts.store is not None:
+        parts.store.close()
+
+
+def _plan(keywords: list[str]) -> list[PlacementPlan]:
+    return [PlacementPlan(kind=k, theme=f"theme {k.value}", keywords=keywords) for k in PlacementKind]
+
+
+def test_pages_have_no_duplicates_and_never_show_what_the_session_bought(
+    parts: GeneratorParts, requests: list[RegenRequest]
+) -> None:
+    generator = StorefrontGenerator(assembler=parts.assembler, planner=parts.planner, control_share=0.0)
+    bought = [r for r in requests if any(i.event_type in ("cart", "purchase") for i in r.context.recent)]
+    sample = bought[:20] + requests[:40]
+    updates = generator.generate(sample)
+    for request, update in zip(sample, updates, strict=True):
+        products = update.product_ids()
+        assert len(products) == len(set(products))
+        assert update.arm is Arm.TEACHER and not update.degraded
+        already = {i.product_id for i in request.context.recent if i.event_type in ("cart", "purchase")}
+        assert not already & set(products)
+        assert all(len(p.items) == 6 for p in update.placements)
+    retrieved = sum(i.source.value == "retrieval" for u in updates for p in u.placements for i in p.items)
+    assert retrieved > len(updates)  # the plans' keywords, not only the ranker lists, fill the pages
+
+
+def test_keywords_retrieve_products_of_their_meaning(parts: GeneratorParts) -> None:
+    assert parts.retriever is not None and parts.catalog is not None
+    (hits,) = parts.retriever.search([["samsung smartphone"]])
+    top = [parts.catalog.product(h.product_id) for h in hits[:5]]
+    assert all(p is not None and p.category == "electronics.smartphone" for p in top), top
+    assert any(p is not None and p.brand == "samsung" for p in top)
+
+
+def test_out_of_stock_is_hidden_at_once_and_a_restock_clears_the_cache(parts: GeneratorParts) -> None:
+    retriever = parts.retriever
+    assert retriever is not None and parts.store is not None
+    (before,) = retriever.search([["samsung smartphone"]])
+    gone = before[0].product_id
+    parts.apply_catalog_update(CatalogUpdate(product_id=gone, in_stock=False, ts=1))
+    searches = retriever.stats.searches
+    (after,) = retriever.search([["samsung smartphone"]])
+    assert gone not in {h.product_id for h in after}
+    assert retriever.stats.searches == searches  # served from the cache, filtered by the overlay
+    # The vector store itself was told: its in-stock filter excludes the product too.
+    vector = retriever.keyword_vectors["samsung smartphone"]
+    assert gone not in {h.product_id for h in parts.store.search(vector, limit=50, in_stock_only=True)}
+    assert gone in {h.product_id for h in parts.store.search(vector, limit=50, in_stock_only=False)}
+
+    invalidations = retriever.stats.invalidations
+    parts.apply_catalog_update(CatalogUpdate(product_id=gone, in_stock=True, ts=2))
+    assert retriever.stats.invalidations == invalidations + 1
+    (restocked,) = retriever.search([["samsung smartphone"]])
+    assert retriever.stats.searches == searches + 1  # the cache was dropped: a real search again
+    assert restocked[0].product_id == gone
+
+
+def test_unreachable_qdrant_degrades_to_the_traditional_page(
+    parts: GeneratorParts, requests: list[RegenRequest]
+) -> None:
+    assert parts.retriever is not None
+    dead = QdrantClient(url=f"http://127.0.0.1:{free_port()}", timeout=2)
+    retriever = KeywordRetriever(
+        client=dead, collection="vitrine-products", keyword_vectors=parts.retriever.keyword_vectors
+    )
+    assembler = StorefrontAssembler(retriever=retriever, facts=parts.assembler.facts)
+    request = next(r for r in requests if r.ranker.covisited)
+    update = assembler.assemble(request, arm=Arm.TEACHER, plans=_plan(["samsung smartphone", "smartphone"]))
+    assert update.degraded
+    assert update.degraded_reasons[0].startswith("retrieval: Qdrant search failed")
+    assert all(p.fallback and len(p.items) == 6 for p in update.placements)
+    assert {i.source.value for p in update.placements for i in p.items} <= {"covisitation", "category", "popularity"}
+
+
+def test_a_corrupt_or_missing_model_degrades_to_the_teacher_with_a_reason(
+    rees46_catalog: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    corrupt = tmp_path / "student"
+    shutil.copytree(REPO / "models" / "student", corrupt)
+    (corrupt / "encoder_model.onnx").write_bytes(b"not an onnx model")
+    catalog = Catalog.load(rees46_catalog)
+    for model_dir in (corrupt, tmp_path / "missing"):
+        problems: list[str] = []
+        with caplog.at_level(logging.WARNING, logger="streams.planners"):
+            planner = build_planner(Settings(catalog_dir=rees46_catalog, model_dir=model_dir), catalog, problems)
+        assert planner is not None and planner.arm is Arm.TEACHER
+        assert any(p.startswith("model: ") for p in problems), problems
+        assert "student model not loaded" in caplog.text
+    healthy = build_planner(Settings(catalog_dir=rees46_catalog, model_dir=REPO / "models" / "student"), catalog, [])
+    assert healthy is not None and healthy.arm is Arm.GENERATIVE and healthy.version
