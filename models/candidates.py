@@ -126,3 +126,19 @@ def placement_candidates(
         np.vstack([np.atleast_2d(theme_vector), np.atleast_2d(item_vectors)]) if item_vectors.size else theme_vector
     )
     return index.candidates(queries, categories=categories, brands=brands, exclude=facts.rules.exclude, n=n)
+
+
+class VectorCatalog(Protocol):
+    """What the candidates need of a catalog (``streams.catalog.artifacts.Catalog`` satisfies it)."""
+
+    @property
+    def product_vectors(self) -> npt.NDArray[np.float32]: ...
+
+    def product_index(self, product_id: str) -> int | None: ...
+
+
+def session_item_vectors(recent_product_ids: Sequence[str], catalog: VectorCatalog) -> npt.NDArray[np.float32]:
+    """Catalog vectors of a session's distinct recent products, most recent first (``recent`` is oldest first)."""
+    rows = [i for i in (catalog.product_index(p) for p in dict.fromkeys(reversed(recent_product_ids))) if i is not None]
+    vectors = catalog.product_vectors
+    return vectors[rows] if rows else np.zeros((0, vectors.shape[1]), dtype=np.float32)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ OUTPUT = "sentence_embedding"
 MAX_TOKENS = 128
 
 Vectors = npt.NDArray[np.float32]
+Embed = Callable[[list[str]], Vectors]  # texts -> L2-normalised rows; Embedder.embed or CachedEmbed
 
 
 class EmbedderError(VitrineError):

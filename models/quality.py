@@ -12,16 +12,16 @@ from __future__ import annotations
 import itertools
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
 
+from models.embedder import Embed
 from streams.metrics import QUALITY_REJECTIONS
 
-Embed = Callable[[list[str]], npt.NDArray[np.float32]]
 """Texts -> L2-normalised vectors, one row per text (``models.embedder.Embedder.embed`` fits)."""
 
 DEFAULT_BLOCKLIST: frozenset[str] = frozenset(

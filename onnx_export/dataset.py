@@ -25,7 +25,7 @@ import numpy.typing as npt
 import orjson
 from tqdm import tqdm
 
-from models.candidates import CandidateIndex, placement_candidates
+from models.candidates import CandidateIndex, placement_candidates, session_item_vectors
 from models.context import (
     PLACEMENTS,
     ContextFacts,
@@ -155,12 +155,7 @@ def augment(
 
 
 def item_vectors(request: RegenRequest, catalog: Catalog) -> npt.NDArray[np.float32]:
-    rows = []
-    for pid in dict.fromkeys(r.product_id for r in reversed(request.context.recent)):
-        i = catalog.product_index(pid)
-        if i is not None:
-            rows.append(i)
-    return catalog.product_vectors[rows] if rows else np.zeros((0, catalog.product_vectors.shape[1]), np.float32)
+    return session_item_vectors([r.product_id for r in request.context.recent], catalog)
 
 
 def build_examples(

@@ -5,7 +5,6 @@ Written last, over the final directory, so every hash is of the file that ships.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from models.context import FORMAT_VERSION, KEYWORDS_PREFIX, THEME_PREFIX
+from models.embedder import file_sha256
 
 CARD_JSON, CARD_MD = "model_card.json", "MODEL_CARD.md"
 PACKAGES = ("torch", "transformers", "optimum", "optimum-onnx", "onnxruntime-gpu", "onnx", "tokenizers", "numpy")
@@ -26,17 +26,9 @@ def _version(name: str) -> str | None:
         return None
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_table(model_dir: Path) -> dict[str, dict[str, Any]]:
     return {
-        str(p.relative_to(model_dir)): {"bytes": p.stat().st_size, "sha256": sha256(p)}
+        str(p.relative_to(model_dir)): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
         for p in sorted(model_dir.rglob("*"))
         if p.is_file() and p.name not in (CARD_JSON, CARD_MD)
     }

@@ -39,7 +39,7 @@ QUICK_SHAPE = StudentShape(d_model=64, d_ff=128, num_layers=1, num_decoder_layer
 
 @dataclass(frozen=True, slots=True)
 class TrainConfig:
-    steps: int = 1500
+    steps: int = 1000
     batch_size: int = 32
     lr: float = 3e-3
     warmup: int = 60

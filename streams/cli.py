@@ -125,8 +125,8 @@ def _parser() -> argparse.ArgumentParser:
         "--tune",
         type=float,
         metavar="FRACTION",
-        help="with --catalog: grid-search fusion weights on the first FRACTION of the log's time, report them "
-        "scored on the rest (writes --out)",
+        help="with --catalog: grid-search fusion weights on the earliest FRACTION of the log's events, report "
+        "them scored on the rest (writes --out)",
     )
 
     d = sub.add_parser(
@@ -175,7 +175,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--data", type=Path, default=DEFAULT_DATA / "rees46" / "2019-Oct-head.csv", help="event log")
     t.add_argument("--out", type=Path, help="model directory (default VITRINE_MODEL_DIR, models/student)")
     t.add_argument("--work-dir", type=Path, help="dataset, tokenizer, torch weights (default var/student)")
-    t.add_argument("--steps", type=_positive, help="training steps (default 1500; --quick: 40)")
+    t.add_argument("--steps", type=_positive, help="training steps (default 1000; --quick: 40)")
     t.add_argument(
         "--quick", action="store_true", help="tiny model, few requests and steps (default dirs under var/student-quick)"
     )

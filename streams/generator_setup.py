@@ -41,7 +41,11 @@ class GeneratorParts:
             in_stock = self._stock.get(update.product_id, product.in_stock if product is not None else True)
         self._stock[update.product_id] = in_stock
         if self.retriever is not None:
-            self.retriever.set_stock(update.product_id, in_stock)
+            self.retriever.set_stock(update.product_id, in_stock)  # its overlay is the assembler's set too
+        elif in_stock:
+            self.assembler.unavailable.discard(update.product_id)
+        else:
+            self.assembler.unavailable.add(update.product_id)
         if self.store is not None:
             try:
                 self.store.set_stock(update.product_id, in_stock, update.price)
@@ -54,9 +58,12 @@ class GeneratorParts:
 def load_generator_parts(settings: Settings) -> GeneratorParts:
     catalog_dir = settings.catalog_dir
     if catalog_dir is None or not (catalog_dir / PRODUCTS_FILE).exists():
-        problem = f"no catalog at {catalog_dir} (VITRINE_CATALOG_DIR unset, or `vitrine catalog` not run): control arm only"
+        problem = (
+            f"no catalog at {catalog_dir} (VITRINE_CATALOG_DIR unset, or `vitrine catalog` not run): control arm only"
+        )
         log.warning(problem)
-        return GeneratorParts(StorefrontAssembler(retriever=None, facts=lambda _: (None, None)), problems=[problem])
+        assembler = StorefrontAssembler(retriever=None, facts=lambda _: (None, None))
+        return GeneratorParts(assembler, problems=[problem])
     catalog = Catalog.load(catalog_dir)
 
     def facts(product_id: str) -> tuple[str | None, str | None]:
@@ -88,6 +95,11 @@ def load_generator_parts(settings: Settings) -> GeneratorParts:
             problems.append(f"vector store: cache not warmed: {exc}")
     for problem in problems:
         log.warning(problem)
-    assembler = StorefrontAssembler(retriever=retriever, facts=facts, items_per_placement=settings.items_per_placement)
+    assembler = StorefrontAssembler(
+        retriever=retriever,
+        facts=facts,
+        items_per_placement=settings.items_per_placement,
+        unavailable=None if retriever is not None else {p.product_id for p in catalog.products if not p.in_stock},
+    )
     planner = build_planner(settings, catalog, problems)
     return GeneratorParts(assembler, planner, retriever, store, catalog, problems)

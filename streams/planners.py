@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
-from models.candidates import CandidateIndex
+from models.candidates import CandidateIndex, placement_candidates, session_item_vectors
 from models.context import PLACEMENTS, context_facts, keywords_input, parse_keywords, render, theme_input
-from models.embedder import CachedEmbed, Embedder, EmbedderError
+from models.embedder import CachedEmbed, Embed, Embedder, EmbedderError
 from models.quality import QualityFilter
 from models.student import ModelLoadError, Student
 from onnx_export.teacher import Teacher, TeacherInput
@@ -33,7 +34,7 @@ from streams.storefront import Arm, Quality
 log = logging.getLogger(__name__)
 
 CANDIDATES = 24
-MAX_KEYWORDS = 4
+MAX_KEYWORDS = 5  # the teacher's labels have 3-5
 THEME_TOKENS = 16
 KEYWORD_TOKENS = 40
 
@@ -58,11 +59,19 @@ class StudentWriter:
 
 class CascadePlanner:
     def __init__(
-        self, *, writer: Teacher, catalog: Catalog, arm: Arm, version: str | None, quality: QualityFilter | None = None
+        self,
+        *,
+        writer: Teacher,
+        catalog: Catalog,
+        arm: Arm,
+        version: str | None,
+        quality: QualityFilter | None = None,
+        embed: Embed | None = None,
     ) -> None:
         self.writer = writer
         self.catalog = catalog
         self.quality = quality
+        self.embed = embed
         self.index = CandidateIndex(catalog.keywords, catalog.keyword_vectors)
         self.arm = arm
         self.version = version
@@ -79,12 +88,19 @@ class CascadePlanner:
         Free of requests and timing, so the offline evaluation plans replayed contexts exactly as serving does.
         """
         inputs: list[TeacherInput] = []
-        candidates: list[list[str]] = []
+        items: list[npt.NDArray[np.float32]] = []
         for ctx in contexts:
-            page_inputs, page_candidates = placement_inputs(ctx, self.catalog, self.index)
-            inputs += page_inputs
-            candidates += page_candidates
+            vectors = session_item_vectors([i.product_id for i in ctx.recent], self.catalog)
+            for kind in PLACEMENTS:
+                facts = context_facts(ctx, kind, None, self.catalog.product)
+                inputs.append(TeacherInput(render(facts), facts))
+                items.append(vectors)
         themes = self.writer.themes(inputs)
+        theme_vectors = self._theme_vectors(themes)
+        candidates = [
+            placement_candidates(self.index, i.facts, v, t, n=CANDIDATES)
+            for i, v, t in zip(inputs, items, theme_vectors, strict=True)
+        ]
         keywords = self.writer.keywords(inputs, themes, candidates)
         n = len(PLACEMENTS)
         pages = []
@@ -100,6 +116,13 @@ class CascadePlanner:
                 ]
             )
         return pages
+
+    def _theme_vectors(self, themes: list[str]) -> npt.NDArray[np.float32]:
+        """Candidates are looked up by the theme too, as the training labels were; without an embedder the
+        theme adds nothing (a zero vector) and the session's items and affinities alone choose them."""
+        if self.embed is None:
+            return np.zeros((len(themes), self.catalog.keyword_vectors.shape[1]), dtype=np.float32)
+        return self.embed(themes)
 
     def _verdicts(
         self, inputs: list[TeacherInput], themes: list[str], keywords: list[list[str]], candidates: list[list[str]]
@@ -118,35 +141,20 @@ class CascadePlanner:
         return [Quality(ok=not r, reasons=r) for r in reasons]
 
 
-def placement_inputs(
-    ctx: SessionContext, catalog: Catalog, index: CandidateIndex
-) -> tuple[list[TeacherInput], list[list[str]]]:
-    """One page's writer inputs and keyword candidates, one per placement in ``PLACEMENTS`` order."""
-    rows = [i for i in (catalog.product_index(item.product_id) for item in ctx.recent) if i is not None]
-    query = catalog.product_vectors[rows] if rows else np.zeros((0, catalog.product_vectors.shape[1]), dtype=np.float32)
-    # The candidates depend on the session, not the placement: computed once, one list per placement.
-    shared = index.candidates(query, categories=ctx.categories, brands=ctx.brands, n=CANDIDATES)
-    inputs: list[TeacherInput] = []
-    for kind in PLACEMENTS:
-        facts = context_facts(ctx, kind, None, catalog.product)
-        inputs.append(TeacherInput(render(facts), facts))
-    return inputs, [list(shared) for _ in PLACEMENTS]
-
-
-def build_quality_filter(settings: Settings, catalog: Catalog, problems: list[str]) -> QualityFilter | None:
-    """The filter embeds themes with the catalog's own model; without it only the built-in checks run."""
+def build_embed(settings: Settings, catalog: Catalog, problems: list[str]) -> CachedEmbed | None:
+    """The catalog's own embedding model, for theme vectors and the quality filter; cached, vocabulary known."""
     try:
         embedder = Embedder.load(settings.embedder_dir, settings.onnx_providers)
     except EmbedderError as exc:
-        problems.append(f"quality filter: no embedder ({exc}); rules and candidate checks only")
+        problems.append(f"no embedder ({exc}): quality filter off, keyword candidates without the theme")
         return None
-    known = {k.keyword: catalog.keyword_vectors[i] for i, k in enumerate(catalog.keywords)}
-    return QualityFilter(CachedEmbed(embedder, known))
+    return CachedEmbed(embedder, {k.keyword: catalog.keyword_vectors[i] for i, k in enumerate(catalog.keywords)})
 
 
 def build_planner(settings: Settings, catalog: Catalog, problems: list[str]) -> Planner | None:
     """The student when its model loads, else the catalog teacher; what failed goes to ``problems``."""
-    quality = build_quality_filter(settings, catalog, problems)
+    embed = build_embed(settings, catalog, problems)
+    quality = QualityFilter(embed) if embed is not None else None
     model_dir = settings.model_dir
     if model_dir is not None:
         try:
@@ -162,11 +170,14 @@ def build_planner(settings: Settings, catalog: Catalog, problems: list[str]) -> 
                 arm=Arm.GENERATIVE,
                 version=_model_version(model_dir),
                 quality=quality,
+                embed=embed,
             )
     teacher = CatalogTeacher.build(
         keywords=catalog.keywords, products=[(p.category, p.price) for p in catalog.products], events=[]
     )
-    return CascadePlanner(writer=teacher, catalog=catalog, arm=Arm.TEACHER, version="catalog-teacher", quality=quality)
+    return CascadePlanner(
+        writer=teacher, catalog=catalog, arm=Arm.TEACHER, version="catalog-teacher", quality=quality, embed=embed
+    )
 
 
 def _model_version(model_dir: Path) -> str | None:

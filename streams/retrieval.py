@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 from qdrant_client import QdrantClient, models
 
+from models.embedder import Embed
 from streams.exceptions import VitrineError
 
 log = logging.getLogger(__name__)
 
-Embed = Callable[[list[str]], npt.NDArray[np.float32]]
 IN_STOCK = models.Filter(must=[models.FieldCondition(key="in_stock", match=models.MatchValue(value=True))])
 
 

@@ -104,9 +104,10 @@ class WorkerProcess:
     def endpoint(self) -> WorkerEndpoint:
         return WorkerEndpoint(self.settings.web_port, self.proc)
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, timeout_s: float = 300.0) -> None:
+        """Generous: a generator loads the catalog, warms its keyword cache and loads two models first."""
         try:
-            self.endpoint.wait_ready()
+            self.endpoint.wait_ready(timeout_s)
         except (WorkerGone, TimeoutError) as exc:
             raise AssertionError(f"{exc}:\n{self.log_tail()}") from None
 

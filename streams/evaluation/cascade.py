@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.context import PLACEMENTS, ContextFacts, PlacementKind
+from models.embedder import Embed
 from models.quality import QualityFilter
 from models.student import Student
 from onnx_export.teacher import Teacher, TeacherInput
@@ -222,12 +223,13 @@ class Planning:
         writer: Teacher,
         retriever: ExactRetriever,
         quality: QualityFilter | None = None,
+        embed: Embed | None = None,
     ) -> None:
         self.history = history
         self.log = log
         self.writer = CachingWriter(writer)
         self.planner = CascadePlanner(
-            writer=self.writer, catalog=catalog, arm=Arm.TEACHER, version=None, quality=quality
+            writer=self.writer, catalog=catalog, arm=Arm.TEACHER, version=None, quality=quality, embed=embed
         )
         self.retriever = retriever
         self.category_ids = {name: i for i, name in enumerate(log.categories)}
@@ -397,13 +399,20 @@ class CascadeSetup:
     student_sample: float = 1.0
     weights: Weights = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     quality: QualityFilter | None = None
+    embed: Embed | None = None  # theme vectors for the keyword candidates, as serving and training compute them
     rebuy: bool = False
 
     def __call__(self, history: History, log: EventLog) -> list[Strategy]:
         retriever = ExactRetriever(self.catalog)
         teacher = catalog_teacher(self.catalog, log, self.teacher_before_ms)
         teacher_planning = Planning(
-            history=history, log=log, catalog=self.catalog, writer=teacher, retriever=retriever, quality=self.quality
+            history=history,
+            log=log,
+            catalog=self.catalog,
+            writer=teacher,
+            retriever=retriever,
+            quality=self.quality,
+            embed=self.embed,
         )
         pages = (
             f"{len(PLACEMENTS)} placements x 3 items in page order; themes and keywords from the session context the "
@@ -435,6 +444,7 @@ class CascadeSetup:
                 writer=StudentWriter(self.student),
                 retriever=retriever,
                 quality=self.quality,
+                embed=self.embed,
             )
             share = f" Scored on a {self.student_sample:.0%} hash sample of contexts" if self.student_sample < 1 else ""
             strategies.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shlex
 import time
 from datetime import UTC, datetime
@@ -65,7 +66,9 @@ def run_eval(args: argparse.Namespace) -> str:
         figure = args.out.with_suffix(".png")
         plot_rows(rows, config.k, figure, title=f"{TITLES[fmt]}: k = {config.k}, 95% intervals")
         args.out.write_text(
-            markdown(run, rows, command=shlex.join(command), title=TITLES[fmt], seconds=seconds, figure=figure.name)
+            markdown(
+                run, rows, command=_env() + shlex.join(command), title=TITLES[fmt], seconds=seconds, figure=figure.name
+            )
         )
         text += f"\n\nreport: {args.out} (figure {figure})"
     return text + f"\n({seconds:.1f} s)"
@@ -73,17 +76,18 @@ def run_eval(args: argparse.Namespace) -> str:
 
 def _cascade(args: argparse.Namespace, fmt: SourceFormat, config: EvalConfig) -> CascadeSetup:
     """The cascade rows: the catalog teacher, and the student when ``--model-dir`` is given."""
+    from models.quality import QualityFilter
     from models.student import Student
     from streams.catalog.artifacts import Catalog
     from streams.evaluation.cascade import CascadeSetup
-    from streams.planners import build_quality_filter
+    from streams.planners import build_embed
     from streams.settings import Settings
 
     catalog = Catalog.load(args.catalog)
     student = Student.load(args.model_dir) if getattr(args, "model_dir", None) else None
     problems: list[str] = []
-    quality = build_quality_filter(Settings(), catalog, problems)  # the generator's own filter
-    if problems:
+    embed = build_embed(Settings(), catalog, problems)  # the generator's own embedder, filter and candidates
+    if problems or embed is None:
         raise ReplayError("; ".join(problems))
     return CascadeSetup(
         catalog=catalog,
@@ -92,7 +96,8 @@ def _cascade(args: argparse.Namespace, fmt: SourceFormat, config: EvalConfig) ->
         teacher_before_ms=config.cutoff_ms if fmt is SourceFormat.ONLINE_RETAIL else None,
         student=student,
         student_sample=getattr(args, "student_sample", None) or 1.0,
-        quality=quality,
+        quality=QualityFilter(embed),
+        embed=embed,
         rebuy=fmt is SourceFormat.ONLINE_RETAIL,
     )
 
@@ -115,6 +120,16 @@ def _tune(args: argparse.Namespace, fmt: SourceFormat, config: EvalConfig, start
     command = ["vitrine", "eval", str(args.path), "--catalog", str(args.catalog), "--tune", str(args.tune)]
     command += ["--out", str(args.out)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(tuning_markdown(result, command=shlex.join(command), k=config.k, sample=TUNE_SAMPLE))
+    args.out.write_text(
+        tuning_markdown(
+            result, command=_env() + shlex.join(command), k=config.k, sample=TUNE_SAMPLE, fraction=args.tune
+        )
+    )
     seconds = time.perf_counter() - started
     return f"best: {result.best.label}\n{table(result.rows, config.k, markdown=False)}\n({seconds:.1f} s)"
+
+
+def _env() -> str:
+    """BLAS threads matter on a shared 2-core box (2.5x CPU time with the default pool): say what ran."""
+    threads = os.environ.get("OMP_NUM_THREADS")
+    return f"OMP_NUM_THREADS={threads} " if threads else ""

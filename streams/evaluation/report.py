@@ -153,7 +153,7 @@ def markdown(
         f"- Popularity and category counts decay with a half-life of {_duration(cfg.pop_half_life_s)}; "
         f"per-session / per-customer counts with {_duration(cfg.context_half_life_s)}.",
         *_target_notes(run),
-        *(_cascade_notes() if any(CASCADE in name for name, _ in run.strategies) else []),
+        *(_cascade_notes(run) if any(CASCADE in name for name, _ in run.strategies) else []),
         f"- Intervals: 95% percentile intervals of a cluster bootstrap ({cfg.resamples} Poisson resamples, "
         f"seed {cfg.seed}), resampling {'customers' if run.fmt.value == 'online-retail' else 'sessions'}.",
         "- Coverage: share of all items in the log shown on at least one page of that target. Diversity: distinct "
@@ -234,7 +234,18 @@ def _cascade_section(run: EvalRun, rows: list[Row]) -> list[str]:
     return out
 
 
-def _cascade_notes() -> list[str]:
+def _cascade_notes(run: EvalRun) -> list[str]:
+    transactions = run.fmt.value == "online-retail"
+    specific = [
+        "- Transactions: every event is a purchase, so the assembler's rule (never show what the context bought) "
+        "keeps the customer's own past items off the cascade's page: the re-buy signal, the strongest here, "
+        "cannot reach it. **re-buy + teacher cascade (placement)** gives re-buy the first 75% of the page and the "
+        "cascade the rest, to show what the cascade adds next to re-buy. The student was trained on REES46 "
+        "contexts only; these contexts (product titles, no taxonomy) are new to it."
+        if transactions
+        else "- The student row scores a hash sample of sessions (see its description); its paired comparisons "
+        "are on that sample."
+    ]
     return [
         "- Cascade rows build the page the way the generator does, from the same past as every other row: the "
         "session context the worker would send (the context's last 8 events with their types, event-weighted "
@@ -250,4 +261,8 @@ def _cascade_notes() -> list[str]:
         "search returns in local mode (the catalog's local Qdrant store is locked by whichever process opens it, "
         "so the evaluation does not open it). The catalog is static: every product of the log file, with its "
         "latest price, and a keyword vocabulary derived from the products (not from events).",
+        "- The fusion weights (`DEFAULT_WEIGHTS`) were tuned on the earliest 60% of the REES46 head file's events "
+        "([fusion-weights.md](fusion-weights.md)); REES46 rows here include those positions, so the hold-out table "
+        "there is the clean comparison of tuned and hand-set weights.",
+        *specific,
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from streams.generator_setup import GeneratorParts, load_generator_parts
 from streams.local_kafka import free_port
 from streams.offline import regeneration_requests
 from streams.planners import build_planner
+from streams.ranker import RankerCandidates
 from streams.regen import RegenRequest
 from streams.replay_sources import read_source
 from streams.retrieval import KeywordRetriever
@@ -74,7 +76,9 @@ def test_keywords_retrieve_products_of_their_meaning(parts: GeneratorParts) -> N
     assert any(p is not None and p.brand == "samsung" for p in top)
 
 
-def test_out_of_stock_is_hidden_at_once_and_a_restock_clears_the_cache(parts: GeneratorParts) -> None:
+def test_out_of_stock_is_hidden_at_once_and_a_restock_clears_the_cache(
+    parts: GeneratorParts, requests: list[RegenRequest]
+) -> None:
     retriever = parts.retriever
     assert retriever is not None and parts.store is not None
     (before,) = retriever.search([["samsung smartphone"]])
@@ -88,6 +92,11 @@ def test_out_of_stock_is_hidden_at_once_and_a_restock_clears_the_cache(parts: Ge
     vector = retriever.keyword_vectors["samsung smartphone"]
     assert gone not in {h.product_id for h in parts.store.search(vector, limit=50, in_stock_only=True)}
     assert gone in {h.product_id for h in parts.store.search(vector, limit=50, in_stock_only=False)}
+
+    # Whatever proposes it (here the ranker's popularity list, which knows nothing of stock), it stays off pages.
+    ranker = RankerCandidates(popular=[(gone, 99.0), *requests[-1].ranker.popular])
+    page = parts.assembler.assemble(replace(requests[-1], ranker=ranker), arm=Arm.CONTROL)
+    assert gone not in page.product_ids() and len(page.product_ids()) > 6
 
     invalidations = retriever.stats.invalidations
     parts.apply_catalog_update(CatalogUpdate(product_id=gone, in_stock=True, ts=2))
