@@ -115,7 +115,14 @@ def _tune(args: argparse.Namespace, fmt: SourceFormat, config: EvalConfig, start
         raise ReplayError("--tune is the share of the log's time span to tune on, between 0 and 1")
     setup = _cascade(args, fmt, config)
     result = tune(
-        args.path, fmt, setup.catalog, config=config, fraction=args.tune, sample=TUNE_SAMPLE, quality=setup.quality
+        args.path,
+        fmt,
+        setup.catalog,
+        config=config,
+        fraction=args.tune,
+        sample=TUNE_SAMPLE,
+        quality=setup.quality,
+        embed=setup.embed,
     )
     command = ["vitrine", "eval", str(args.path), "--catalog", str(args.catalog), "--tune", str(args.tune)]
     command += ["--out", str(args.out)]

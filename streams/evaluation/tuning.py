@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from models.context import PlacementKind
+from models.embedder import Embed
 from models.quality import QualityFilter
 from streams.catalog.artifacts import Catalog
 from streams.evaluation.cascade import Cascade, ExactRetriever, Planning, Weights, catalog_teacher
@@ -103,6 +104,7 @@ def tune(
     fraction: float,
     sample: float,
     quality: QualityFilter | None = None,
+    embed: Embed | None = None,
 ) -> TuneResult:
     """Grid on positions among the earliest ``fraction`` of the log's events (a ``sample`` share of sessions),
     then ``BASE`` and the best point on every position after them."""
@@ -113,15 +115,20 @@ def tune(
     split = log.events[min(len(log.events) - 1, int(fraction * len(log.events)))].ts
     points = grid_points()
 
-    def grid(history: History, events: EventLog) -> list[Strategy]:
-        planning = Planning(
+    def teacher_planning(history: History, events: EventLog) -> Planning:
+        """The serving cascade with the catalog teacher writing, as the main report's teacher row plans."""
+        return Planning(
             history=history,
             log=events,
             catalog=catalog,
             writer=catalog_teacher(catalog, events, None),
             retriever=ExactRetriever(catalog),
             quality=quality,
+            embed=embed,
         )
+
+    def grid(history: History, events: EventLog) -> list[Strategy]:
+        planning = teacher_planning(history, events)
         return [
             Cascade(history, planning, name=f"grid {i}", description="", weights=scaled(p), sample=sample)
             for i, p in enumerate(points)
@@ -137,14 +144,7 @@ def tune(
     best = max(scored[1:], key=lambda p: (p.hit, p.ndcg))
 
     def compare(history: History, events: EventLog) -> list[Strategy]:
-        planning = Planning(
-            history=history,
-            log=events,
-            catalog=catalog,
-            writer=catalog_teacher(catalog, events, None),
-            retriever=ExactRetriever(catalog),
-            quality=quality,
-        )
+        planning = teacher_planning(history, events)
         return [
             Cascade(history, planning, name="teacher cascade, hand-set weights", description="", weights=BASE),
             Cascade(history, planning, name="teacher cascade, tuned weights", description="", weights=best_weights),

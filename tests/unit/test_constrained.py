@@ -11,17 +11,7 @@ from tokenizers import Tokenizer
 from models.constrained import KeywordTokenizer, KeywordTrie
 from models.context import format_keywords, parse_keywords
 from models.student import Student
-from tests.student_fixtures import WORDS, TinyStudent, corpus, require_tiny_student
-
-
-@pytest.fixture(scope="module")
-def tiny() -> TinyStudent:
-    return require_tiny_student()
-
-
-@pytest.fixture(scope="module")
-def student(tiny: TinyStudent) -> Student:
-    return Student.load(tiny.onnx_dir, providers="CPUExecutionProvider", intra_op_threads=1)
+from tests.student_fixtures import WORDS, TinyStudent, corpus
 
 
 @pytest.fixture(scope="module")

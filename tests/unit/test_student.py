@@ -10,19 +10,9 @@ import pytest
 from models.context import parse_keywords
 from models.student import DECODER, DECODER_MERGED, DECODER_WITH_PAST, ENCODER, ModelLoadError, Student
 from streams.exceptions import VitrineError
-from tests.student_fixtures import TinyStudent, corpus, require_tiny_student, torch_greedy
+from tests.student_fixtures import TinyStudent, corpus, torch_greedy
 
 MAX_NEW = 16
-
-
-@pytest.fixture(scope="module")
-def tiny() -> TinyStudent:
-    return require_tiny_student()
-
-
-@pytest.fixture(scope="module")
-def student(tiny: TinyStudent) -> Student:
-    return Student.load(tiny.onnx_dir, providers="CPUExecutionProvider", intra_op_threads=1)
 
 
 @pytest.fixture(scope="module")
