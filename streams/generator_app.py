@@ -112,7 +112,7 @@ def create_generator_app(settings: Settings) -> tuple[faust.App, StorefrontGener
                     request = RegenRequest.from_json(event.value)
                 except (ValueError, TypeError, KeyError) as exc:
                     log.warning("unreadable regeneration request skipped", extra={"error": str(exc)})
-                    metrics.DLQ.labels("invalid_request").inc()
+                    metrics.INVALID_REQUESTS.inc()
                     continue
                 requests.append(request)
                 partition_of[request.session_id] = event.message.partition
@@ -134,8 +134,8 @@ def create_generator_app(settings: Settings) -> tuple[faust.App, StorefrontGener
 
     @app.task
     async def follow_catalog() -> None:
-        if parts.retriever is None:
-            return
+        if parts.catalog is None:
+            return  # control arm only: no product facts to keep current
         with contextlib.suppress(asyncio.CancelledError):
             await follower.run()
 
@@ -144,7 +144,7 @@ def create_generator_app(settings: Settings) -> tuple[faust.App, StorefrontGener
         return (
             bool(recovery.completed.is_set())
             and not app.rebalancing
-            and (parts.retriever is None or follower.caught_up)
+            and (parts.catalog is None or follower.caught_up)
         )
 
     add_endpoints(app, is_ready)

@@ -41,6 +41,9 @@ COALESCED = Counter(
 STALE = Counter(
     "vitrine_requests_stale", "Requests dropped: version not above the last one published.", registry=REGISTRY
 )
+INVALID_REQUESTS = Counter(
+    "vitrine_invalid_requests", "Regeneration requests that could not be decoded (skipped).", registry=REGISTRY
+)
 CATALOG_UPDATES = Counter("vitrine_catalog_updates", "Catalog price/stock updates applied.", registry=REGISTRY)
 BATCH_SIZE = Histogram(
     "vitrine_generator_batch_size",
