@@ -142,9 +142,7 @@ def create_generator_app(settings: Settings) -> tuple[faust.App, StorefrontGener
     def is_ready() -> bool:
         recovery = app.tables.recovery  # type: ignore[attr-defined]  # on TableManager, not its ABC
         return (
-            bool(recovery.completed.is_set())
-            and not app.rebalancing
-            and (parts.catalog is None or follower.caught_up)
+            bool(recovery.completed.is_set()) and not app.rebalancing and (parts.catalog is None or follower.caught_up)
         )
 
     add_endpoints(app, is_ready)
