@@ -61,6 +61,7 @@ def main() -> None:
     ap.add_argument("--model-dir", type=Path, default=Path("models/student"))
     ap.add_argument("--rate", type=float, default=25.0, help="requests/s for the latency run")
     ap.add_argument("--seconds", type=float, default=40.0)
+    ap.add_argument("--burst", type=int, default=512, help="requests sent at once for the throughput run")
     args = ap.parse_args()
 
     requests = folded_requests(REES46)
@@ -91,7 +92,7 @@ def main() -> None:
                 for r in records
                 if r.value is not None
             ]
-            burst = [replace(r, session_id=f"{r.session_id}~max") for r in requests]
+            burst = [replace(r, session_id=f"{r.session_id}~max") for r in requests[: args.burst]]
             before = published(endpoint)
             t0 = time.perf_counter()
             asyncio.run(send(settings, burst, None))
