@@ -20,7 +20,6 @@ import numpy as np
 import numpy.typing as npt
 from qdrant_client import QdrantClient, models
 
-from models.embedder import Embed
 from streams.exceptions import VitrineError
 
 log = logging.getLogger(__name__)
@@ -54,7 +53,6 @@ class KeywordRetriever:
     client: QdrantClient
     collection: str
     keyword_vectors: dict[str, npt.NDArray[np.float32]]
-    embed: Embed | None = None
     per_keyword: int = 24
     filter_in_qdrant: bool = True
     out_of_stock: set[str] = field(default_factory=set)
@@ -121,15 +119,9 @@ class KeywordRetriever:
                 self._cache.popitem(last=False)
         return found
 
-    def _vectors(self, keywords: list[str]) -> dict[str, npt.NDArray[np.float32]]:
-        vectors = {k: self.keyword_vectors[k] for k in keywords if k in self.keyword_vectors}
-        unknown = [k for k in keywords if k not in vectors]
-        if unknown and self.embed is not None:
-            vectors.update(zip(unknown, self.embed(unknown), strict=True))
-        return vectors
-
     def _query(self, keywords: list[str]) -> dict[str, list[tuple[str, float]]]:
-        vectors = self._vectors(keywords)
+        # Plans only hold vocabulary keywords (the trie and the teacher guarantee it); others find nothing.
+        vectors = {k: self.keyword_vectors[k] for k in keywords if k in self.keyword_vectors}
         if not vectors:
             return {}
         names = list(vectors)
