@@ -18,11 +18,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from models.embedder import Embedder
-from onnx_export.embedder_export import source_model_dir
-from streams.catalog.build import ensure_embedder
+from onnx_export.embedder_export import ensure_embedder, source_model_dir
 from streams.catalog.products import read_online_retail, read_rees46
 from streams.cli import DEFAULT_DATA
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 
 def catalog_texts(n: int) -> list[str]:

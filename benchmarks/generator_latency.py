@@ -23,12 +23,12 @@ import numpy as np
 from aiokafka import AIOKafkaProducer
 
 from benchmarks.storefront import REES46, folded_requests
-from streams.kafka_config import aiokafka_options
-from streams.local_kafka import LocalKafka, free_port
-from streams.settings import Settings
-from streams.storefront import StorefrontUpdate
-from streams.topics import ensure_topics, read_topic
-from streams.worker_client import WorkerEndpoint, start_worker
+from streams.contracts.storefront import StorefrontUpdate
+from streams.devtools.local_kafka import LocalKafka, free_port
+from streams.devtools.processes import WorkerEndpoint, start_worker
+from streams.runtime.kafka_config import aiokafka_options
+from streams.runtime.settings import Settings
+from streams.runtime.topics import ensure_topics, read_topic
 
 
 async def send(settings: Settings, requests: list, rate: float | None) -> None:

@@ -30,11 +30,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.cli import DEFAULT_DATA
-from streams.local_kafka import LocalKafka, free_port
-from streams.replay import replay
-from streams.replay_sources import read_source
-from streams.settings import Settings
-from streams.worker_client import WorkerEndpoint, start_worker
+from streams.datasets.readers import read_source
+from streams.devtools.local_kafka import LocalKafka, free_port
+from streams.devtools.processes import WorkerEndpoint, start_worker
+from streams.devtools.replay import replay
+from streams.runtime.settings import Settings
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.storefront --catalog var/catalog-rees46 [--model-dir models/student] [--runs 5]
 
-Requests are the REES46 sample folded through the worker's own code (``streams.offline.fold`` with the
+Requests are the REES46 sample folded through the worker's own code (``streams.worker.fold.fold`` with the
 ranker), so pages carry real ranker candidates. The catalog is copied first (Qdrant local mode locks
 its directory). Baselines in the same run: the cached path against the cold one, and the control arm
 (traditional strategies only) against the planned arms.
@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from models.context import PLACEMENTS
-from streams.generator import StorefrontGenerator
-from streams.generator_setup import load_generator_parts
-from streams.offline import regeneration_requests
-from streams.regen import RegenRequest
-from streams.replay_sources import read_source
-from streams.settings import Settings
-from streams.storefront import Arm
+from streams.contracts.regen import RegenRequest
+from streams.contracts.storefront import Arm
+from streams.datasets.readers import read_source
+from streams.generator.pipeline import StorefrontGenerator
+from streams.generator.setup import load_generator_parts
+from streams.runtime.settings import Settings
+from streams.worker.fold import regeneration_requests
 
 REES46 = Path(__file__).resolve().parents[2] / "shared" / "data" / "rees46" / "2019-Oct-head.csv"
 

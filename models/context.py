@@ -12,13 +12,13 @@ was trained on, so the exported model card records the format version.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
 
-from streams.regen import SessionContext
-from streams.sessions import price_band
+from streams.contracts.regen import SessionContext
 
 FORMAT_VERSION = 1
 THEME_PREFIX = "theme: "
@@ -199,3 +199,11 @@ def parse_keywords(text: str) -> list[str]:
         if kw and kw not in out:
             out.append(kw)
     return out
+
+
+def price_band(price: float) -> str:
+    """Powers-of-two bands: cheap to compute, wide enough that a session stays in one or two."""
+    if price < 1.0:
+        return "0-1"
+    low = 2 ** int(math.log2(price))
+    return f"{low}-{low * 2}"

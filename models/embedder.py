@@ -18,7 +18,7 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from models.providers import create_session
-from streams.exceptions import VitrineError
+from streams.contracts.errors import VitrineError
 
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from streams.exceptions import VitrineError
+from streams.contracts.errors import VitrineError
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ import numpy as np
 import numpy.typing as npt
 
 from models.embedder import Embed
-from streams.metrics import QUALITY_REJECTIONS
 
 """Texts -> L2-normalised vectors, one row per text (``models.embedder.Embedder.embed`` fits)."""
 
@@ -156,7 +155,7 @@ class QualityFilter:
         keywords: Sequence[Sequence[str]],
         product_counts: Sequence[int] | None = None,
     ) -> list[Verdict]:
-        """One verdict per placement of a page, rejections counted per reason.
+        """One verdict per placement of a page (the caller counts rejections: models know no metrics).
 
         ``context`` is the session text (one for the page, or one per placement); ``product_counts``, once
         retrieval ran, the products each placement's keywords found (``None``: not checked yet).
@@ -174,8 +173,6 @@ class QualityFilter:
                     verdict.reasons.append(RejectReason.FEW_PRODUCTS)
         for verdict in verdicts:
             verdict.ok = not verdict.reasons
-            for reason in verdict.reasons:
-                QUALITY_REJECTIONS.labels(reason=reason.value).inc()
         return verdicts
 
     def _verdicts(

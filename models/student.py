@@ -28,7 +28,7 @@ from tokenizers import Tokenizer
 
 from models.constrained import KeywordTokenizer, KeywordTrie, KeywordWalk
 from models.providers import resolve_providers, session_options
-from streams.exceptions import VitrineError
+from streams.contracts.errors import VitrineError
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Training examples from the event logs, cut where the worker itself would ask for a new page.
 
-The log is folded through ``SessionTracker`` (the worker's own code path, see streams/offline.py),
+The log is folded through ``SessionTracker`` (the worker's own code path, see streams/worker/fold.py),
 and every regeneration request becomes four contexts, one per placement, each giving a theme
 example and a keyword example labelled by the teacher. The held-out split is by time: requests at or
 after the time that leaves the latest ``test_fraction`` of events are test, so nothing learned comes from the future.
@@ -36,17 +36,17 @@ from models.context import (
     render,
     theme_input,
 )
-from onnx_export.teacher import Teacher, TeacherInput
+from models.teacher import Teacher, TeacherInput
 from streams.catalog.artifacts import Catalog
-from streams.events import ClickEvent, decode_event
-from streams.exceptions import InvalidEvent, VitrineError
-from streams.intent import load_intent_space
-from streams.regen import RegenRequest
-from streams.replay_sources import read_source
-from streams.session_state import SessionState
-from streams.sessions import SessionTracker
-from streams.settings import Settings
-from streams.trigger import TriggerPolicy
+from streams.contracts.errors import InvalidEvent, VitrineError
+from streams.contracts.events import ClickEvent, decode_event
+from streams.contracts.regen import RegenRequest
+from streams.datasets.readers import read_source
+from streams.runtime.settings import Settings
+from streams.worker.intent import load_intent_space
+from streams.worker.sessions import SessionTracker
+from streams.worker.state import SessionState
+from streams.worker.trigger import TriggerPolicy
 
 TRAIN_FILE, TEST_FILE, META_FILE = "train.jsonl", "test.jsonl", "meta.json"
 QUERY_SHARE = 0.10

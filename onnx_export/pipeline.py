@@ -19,6 +19,7 @@ from typing import Any
 from models.context import FORMAT_VERSION, PLACEMENTS, THEME_PREFIX
 from models.embedder import Embedder
 from models.student import Student
+from models.teacher_catalog import CatalogTeacher
 from onnx_export.dataset import (
     Cut,
     build_examples,
@@ -39,11 +40,10 @@ from onnx_export.export import (
     quantize_int8,
 )
 from onnx_export.model_card import write_model_card
-from onnx_export.teacher_catalog import CatalogTeacher
 from onnx_export.tokenizer import DEFAULT_VOCAB, TOKENIZER_FILE, to_transformers, train_tokenizer
 from onnx_export.train import QUICK_SHAPE, StudentShape, TrainConfig, train_student
 from streams.catalog.artifacts import Catalog
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 PARITY_EXAMPLES = 64
 QUICK_CUTS = 240

@@ -28,9 +28,9 @@ import httpx
 from pydantic import SecretStr
 
 from models.context import clean_text
-from onnx_export.teacher import TeacherInput
-from streams.exceptions import VitrineError
-from streams.settings import Settings
+from models.teacher import TeacherInput
+from streams.contracts.errors import VitrineError
+from streams.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class _BadReply(Exception):
 
 
 class OpenAITeacher:
-    """Implements ``onnx_export.teacher.Teacher`` over ``POST {base_url}/chat/completions``."""
+    """Implements ``models.teacher.Teacher`` over ``POST {base_url}/chat/completions``."""
 
     def __init__(
         self,

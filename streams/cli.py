@@ -11,8 +11,8 @@ from pathlib import Path
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from streams.exceptions import VitrineError
-from streams.settings import Settings
+from streams.contracts.errors import VitrineError
+from streams.runtime.settings import Settings
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
@@ -198,35 +198,35 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "worker":
-        from streams.worker import run_worker
+        from streams.worker.app import run_worker
 
         run_worker(settings)
     elif args.command == "generator":
-        from streams.worker import run_generator
+        from streams.generator.app import run_generator
 
         run_generator(settings)
     elif args.command == "topics":
-        from streams.topics import ensure_topics
+        from streams.runtime.topics import ensure_topics
 
         created = asyncio.run(ensure_topics(settings))
         print("created: " + (", ".join(created) if created else "nothing (all topics exist)"))
     elif args.command == "broker":
-        from streams.local_kafka import LocalKafka
+        from streams.devtools.local_kafka import LocalKafka
 
         with LocalKafka(args.data_dir) as kafka:
             print(f"Kafka is up: export KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap}  (Ctrl-C stops it)", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
                 kafka.wait()
     elif args.command == "replay":
-        from streams.replay import replay
-        from streams.replay_sources import SourceFormat, read_source
+        from streams.datasets.readers import SourceFormat, read_source
+        from streams.devtools.replay import replay
 
         fmt = SourceFormat(args.format) if args.format else None
         log = read_source(args.path, fmt, repeat=args.repeat, limit=args.limit)
         summary = asyncio.run(replay(log.records, settings, speed=args.speed, skipped=log.skipped))
         print("\n".join(summary.lines()))
     elif args.command == "simulate":
-        from streams.simulate import simulate
+        from streams.worker.simulate import simulate
 
         print(simulate(args.path, args.format, settings))
     elif args.command == "eval":
@@ -234,10 +234,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         print(run_eval(args))
     elif args.command == "demo":
-        from streams.demo import run_demo
+        from streams.devtools.demo import run_demo
 
         return run_demo(settings, data=args.data, speed=args.speed, show=args.show)
     elif args.command == "catalog":
+        from onnx_export.embedder_export import ensure_embedder
         from streams.catalog.build import CatalogSource, build_catalog
         from streams.catalog.products import ProductSource
 
@@ -246,7 +247,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             *(CatalogSource(ProductSource.ONLINE_RETAIL, path) for path in args.online_retail),
             *(CatalogSource(ProductSource.FILE, path) for path in args.products),
         ] or [CatalogSource(ProductSource.REES46, DEFAULT_DATA / "rees46" / "2019-Oct-head.csv")]
-        built = build_catalog(sources, args.out, settings, limit=args.limit, progress=sys.stderr.isatty())
+        built = build_catalog(
+            sources,
+            args.out,
+            settings,
+            limit=args.limit,
+            progress=sys.stderr.isatty(),
+            prepare_embedder=ensure_embedder,
+        )
         print("\n".join(built.lines()))
     elif args.command == "export-embedder":
         from onnx_export.embedder_export import export_embedder

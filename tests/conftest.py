@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.local_kafka import LocalKafka, free_port
-from streams.settings import Settings
-from streams.worker_client import WorkerEndpoint, WorkerGone, start_worker
+from streams.devtools.local_kafka import LocalKafka, free_port
+from streams.devtools.processes import WorkerEndpoint, WorkerGone, start_worker
+from streams.runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("VITRINE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -27,7 +27,7 @@ EMBEDDER_DIR = REPO / "var" / "models" / "minilm"
 @pytest.fixture(scope="session")
 def embedder_dir() -> Path:
     """The real all-MiniLM-L6-v2, exported to ONNX with optimum-onnx (needs the train extra the first time)."""
-    from streams.catalog.build import ensure_embedder
+    from onnx_export.embedder_export import ensure_embedder
 
     ensure_embedder(EMBEDDER_DIR)
     return EMBEDDER_DIR

@@ -19,9 +19,10 @@ import orjson
 from streams.catalog.exceptions import CatalogError
 from streams.catalog.products import Product
 from streams.catalog.vocabulary import Keyword
-from streams.intent import PRODUCT_IDS_FILE, PRODUCT_VECTORS_FILE
 
 PRODUCTS_FILE = "products.jsonl"
+PRODUCT_VECTORS_FILE = "product_vectors.npy"
+PRODUCT_IDS_FILE = "product_ids.json"
 KEYWORDS_FILE = "keywords.json"
 KEYWORD_VECTORS_FILE = "keyword_vectors.npy"
 MANIFEST_FILE = "manifest.json"

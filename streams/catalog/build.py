@@ -1,8 +1,8 @@
 """The catalog job: sources -> products -> embeddings and keyword vocabulary -> artifacts -> Qdrant.
 
 Run once per catalog change (``vitrine catalog``). It embeds with the same ONNX embedder the worker
-uses, so product, keyword and run-time theme vectors live in one space; if the embedder has not been
-exported yet it is exported first (which needs the train extra).
+uses, so product, keyword and run-time theme vectors live in one space. Exporting the embedder needs
+the train extra, which serving never imports: callers that may export pass ``prepare_embedder``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from models.embedder import MODEL_FILE, TOKENIZER_FILE, Embedder, file_sha256
+from models.embedder import MODEL_FILE, Embedder, file_sha256
 from streams.catalog.artifacts import Catalog, Manifest
 from streams.catalog.exceptions import CatalogError
 from streams.catalog.products import (
@@ -30,7 +30,7 @@ from streams.catalog.products import (
 )
 from streams.catalog.qdrant_store import ProductStore
 from streams.catalog.vocabulary import build_vocabulary, keyword_counts
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -79,20 +79,6 @@ class BuildSummary:
         ]
 
 
-def ensure_embedder(embedder_dir: Path) -> bool:
-    """Export the embedder if ``embedder_dir`` lacks it; True when it was exported now."""
-    if (embedder_dir / MODEL_FILE).is_file() and (embedder_dir / TOKENIZER_FILE).is_file():
-        return False
-    from onnx_export.embedder_export import ExportError, export_embedder
-
-    log.info("exporting the embedder to %s", embedder_dir)
-    try:
-        export_embedder(embedder_dir)
-    except ExportError as exc:
-        raise CatalogError(f"no embedder at {embedder_dir}, and it cannot be exported here: {exc}") from exc
-    return True
-
-
 def read_products(
     sources: Sequence[CatalogSource], limit: int | None = None
 ) -> tuple[list[Product], Counter[str], int]:
@@ -127,6 +113,7 @@ def build_catalog(
     *,
     limit: int | None = None,
     progress: bool = True,
+    prepare_embedder: Callable[[Path], bool] | None = None,
 ) -> BuildSummary:
     """Build everything under ``out_dir`` (and the Qdrant collection); ``limit`` caps products per source."""
     started = time.perf_counter()
@@ -135,7 +122,7 @@ def build_catalog(
     products, per_source, duplicates = read_products(sources, limit)
     if not products:
         raise CatalogError("the sources hold no products")
-    exported = ensure_embedder(settings.embedder_dir)
+    exported = prepare_embedder(settings.embedder_dir) if prepare_embedder is not None else False
     embedder = Embedder.load(settings.embedder_dir, settings.onnx_providers)
     product_vectors = embed(embedder, [p.embedding_text() for p in products], desc="products", progress=progress)
     keywords = build_vocabulary(products)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.exceptions import VitrineError
+from streams.contracts.errors import VitrineError
 
 
 class CatalogError(VitrineError):

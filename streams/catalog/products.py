@@ -24,7 +24,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from streams.catalog.exceptions import CatalogError
-from streams.replay_sources import head_noun, open_text
+from streams.datasets.readers import head_noun, open_text
 
 
 class ProductSource(StrEnum):

@@ -20,7 +20,7 @@ from qdrant_client import QdrantClient, models
 from streams.catalog.artifacts import QDRANT_DIR
 from streams.catalog.exceptions import CatalogError
 from streams.catalog.products import Product
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 # Server-side payload indexes for the filters retrieval uses (local mode ignores them, with a warning).
 PAYLOAD_INDEXES = {

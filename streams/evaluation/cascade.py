@@ -2,10 +2,10 @@
 
 For a scored position the session context is rebuilt from ``History`` the way the session worker would
 have sent it (``SessionContext``: the last events with their types, event-weighted category and brand
-affinities), the page is planned by the serving code (``streams.planners.placement_inputs`` and
+affinities), the page is planned by the serving code (``streams.generator.planners.placement_inputs`` and
 ``write_placements``: context text, retrieval-augmented keyword candidates, a writer's themes and
 keywords, the candidate verdict), each usable placement's keywords retrieve products, and each placement
-fuses retrieval with the traditional signals from ``History`` through ``streams.fusion.fuse`` with the
+fuses retrieval with the traditional signals from ``History`` through ``streams.generator.fusion.fuse`` with the
 placement kind's weights, no product on two placements, exactly as ``StorefrontAssembler.assemble`` does,
 plus the position's exclusions (items the target cannot count), so every placement keeps its slots.
 
@@ -26,21 +26,20 @@ from models.context import PLACEMENTS, ContextFacts, PlacementKind
 from models.embedder import Embed
 from models.quality import QualityFilter
 from models.student import Student
-from onnx_export.teacher import Teacher, TeacherInput
-from onnx_export.teacher_catalog import CatalogTeacher
-from streams.assembly import BOUGHT_EVENTS, DEFAULT_WEIGHTS, traditional_signals
+from models.teacher import Teacher, TeacherInput
+from models.teacher_catalog import CatalogTeacher
 from streams.catalog.artifacts import Catalog
+from streams.contracts.events import ClickEvent
+from streams.contracts.regen import RankerCandidates, RecentItem, SessionContext
+from streams.contracts.storefront import Arm, ItemSource
 from streams.evaluation.history import History
 from streams.evaluation.protocol import EventLog
 from streams.evaluation.strategies import OwnHistory, Placement, Strategy
-from streams.events import ClickEvent
-from streams.fusion import FusionWeights, fuse
-from streams.planners import CANDIDATES, CascadePlanner, StudentWriter
-from streams.ranker import RankerCandidates
-from streams.regen import RecentItem, SessionContext
-from streams.session_state import RECENT_ITEMS, TOP_BRANDS, TOP_CATEGORIES
-from streams.sessions import ranked
-from streams.storefront import Arm, ItemSource
+from streams.generator.assembly import BOUGHT_EVENTS, DEFAULT_WEIGHTS, traditional_signals
+from streams.generator.fusion import FusionWeights, fuse
+from streams.generator.planners import CANDIDATES, CascadePlanner, StudentWriter
+from streams.worker.sessions import ranked
+from streams.worker.state import RECENT_ITEMS, TOP_BRANDS, TOP_CATEGORIES
 
 PER_KEYWORD = 24  # KeywordRetriever.per_keyword
 PER_LIST = 24  # RankerSignals.per_list: the length of each traditional list in a regeneration request
@@ -52,7 +51,7 @@ Weights = Mapping[PlacementKind, FusionWeights]
 class ExactRetriever:
     """Keyword -> its ``per_keyword`` nearest in-stock products by exact cosine, computed for the whole
     vocabulary up front (it is finite); a placement gets the union of its keywords' hits, best score first, as
-    ``streams.retrieval.KeywordRetriever.search`` returns it."""
+    ``streams.generator.retrieval.KeywordRetriever.search`` returns it."""
 
     def __init__(self, catalog: Catalog, per_keyword: int = PER_KEYWORD, *, chunk: int = 256) -> None:
         stock = np.array([p.in_stock for p in catalog.products], dtype=bool)
@@ -139,7 +138,7 @@ def ranker_candidates(
 
 def catalog_teacher(catalog: Catalog, log: EventLog, before_ms: int | None) -> CatalogTeacher:
     """The offline catalog teacher; its category co-occurrence counts only events before ``before_ms``
-    (None: no events, as ``streams.planners.build_planner`` builds it for serving)."""
+    (None: no events, as ``streams.generator.planners.build_planner`` builds it for serving)."""
     events: list[ClickEvent] = []
     if before_ms is not None:
         events = [
@@ -418,8 +417,8 @@ class CascadeSetup:
             f"{len(PLACEMENTS)} placements x 3 items in page order; themes and keywords from the session context the "
             f"worker would send (last {RECENT_ITEMS} events, category and brand affinities), "
             f"keywords retrieved by exact cosine (top {PER_KEYWORD} each), fused per placement with the co-visitation, "
-            "category and popularity lists of the same past (streams.fusion, streams.assembly.DEFAULT_WEIGHTS "
-            "unless stated), no product on two placements"
+            "category and popularity lists of the same past (streams.generator.fusion, "
+            "streams.generator.assembly.DEFAULT_WEIGHTS unless stated), no product on two placements"
         )
         co = (
             "no events (as serving builds it)"

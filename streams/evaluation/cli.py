@@ -10,11 +10,11 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from streams.datasets.exceptions import ReplayError
+from streams.datasets.readers import SourceFormat, detect_format
 from streams.evaluation.plots import plot_rows
 from streams.evaluation.protocol import CLICKSTREAM_CONFIG, TRANSACTION_CONFIG, EvalConfig, evaluate
 from streams.evaluation.report import markdown, summarise, table
-from streams.exceptions import ReplayError
-from streams.replay_sources import SourceFormat, detect_format
 
 if TYPE_CHECKING:
     from streams.evaluation.cascade import CascadeSetup
@@ -80,8 +80,8 @@ def _cascade(args: argparse.Namespace, fmt: SourceFormat, config: EvalConfig) ->
     from models.student import Student
     from streams.catalog.artifacts import Catalog
     from streams.evaluation.cascade import CascadeSetup
-    from streams.planners import build_embed
-    from streams.settings import Settings
+    from streams.generator.planners import build_embed
+    from streams.runtime.settings import Settings
 
     catalog = Catalog.load(args.catalog)
     student = Student.load(args.model_dir) if getattr(args, "model_dir", None) else None

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streams.exceptions import ReplayError
-from streams.session_state import RECENT_ITEMS
-from streams.sessions import EVENT_WEIGHTS
+from streams.datasets.exceptions import ReplayError
+from streams.worker.sessions import EVENT_WEIGHTS
+from streams.worker.state import RECENT_ITEMS
 
 NO_CATEGORY = -1
 MAX_DENSE_ITEMS = 15_000
@@ -74,7 +74,7 @@ class History:
         # weights; the item dict is kept in order of last touch (most recent last).
         self.context_items: dict[str, dict[int, float]] = {}
         self.context_categories: dict[str, defaultdict[int, float]] = {}
-        # What the session worker's state would hold (``streams.sessions``): the last events with their types,
+        # What the session worker's state would hold (``streams.worker.sessions``): the last events with their types,
         # event-weighted category and brand affinities; the cascade rebuilds its ``SessionContext`` from them.
         self.context_recent: dict[str, deque[tuple[int, str]]] = {}
         self.context_affinity: dict[str, defaultdict[int, float]] = {}

@@ -30,12 +30,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
+from streams.contracts.errors import InvalidEvent
+from streams.contracts.events import decode_event
+from streams.datasets.readers import ReplayRecord, SourceFormat, detect_format, read_source
 from streams.evaluation.history import NO_CATEGORY, Event, History
 from streams.evaluation.metrics import dcg_hit
 from streams.evaluation.strategies import Strategy, clickstream_strategies, transaction_strategies
-from streams.events import decode_event
-from streams.exceptions import InvalidEvent
-from streams.replay_sources import ReplayRecord, SourceFormat, detect_format, read_source
 
 NOVEL = "next novel product"
 CART = "next cart/purchase"

@@ -251,9 +251,10 @@ def _cascade_notes(run: EvalRun) -> list[str]:
         "session context the worker would send (the context's last 8 events with their types, event-weighted "
         "category and brand affinities), planned by `CascadePlanner.plan_contexts` (context text, keyword "
         "candidates, the writer's themes and keywords, the generator's quality filter and candidate check), "
-        "usable placements' keywords retrieved, then per placement `streams.fusion.fuse` of retrieval with the "
-        "co-visitation, category and popularity lists of that past (`streams.assembly.traditional_signals`, 24 "
-        "each, as in a regeneration request) with `streams.assembly.DEFAULT_WEIGHTS`, 4 placements x 3 items, no "
+        "usable placements' keywords retrieved, then per placement `streams.generator.fusion.fuse` of retrieval "
+        "with the co-visitation, category and popularity lists of that past "
+        "(`streams.generator.assembly.traditional_signals`, 24 each, as in a regeneration request) with "
+        "`streams.generator.assembly.DEFAULT_WEIGHTS`, 4 placements x 3 items, no "
         "product twice, items bought (cart/purchase) in the context left out as the assembler does, and the "
         "target's own exclusions kept out of every placement. A placement short of items is topped up from the "
         "popular list, as served.",

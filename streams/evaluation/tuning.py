@@ -21,6 +21,7 @@ from models.context import PlacementKind
 from models.embedder import Embed
 from models.quality import QualityFilter
 from streams.catalog.artifacts import Catalog
+from streams.datasets.readers import SourceFormat, read_source
 from streams.evaluation.cascade import Cascade, ExactRetriever, Planning, Weights, catalog_teacher
 from streams.evaluation.history import History
 from streams.evaluation.protocol import (
@@ -35,10 +36,9 @@ from streams.evaluation.protocol import (
 )
 from streams.evaluation.report import Row, summarise, table
 from streams.evaluation.strategies import Strategy
-from streams.fusion import FusionWeights
-from streams.replay_sources import SourceFormat, read_source
+from streams.generator.fusion import FusionWeights
 
-# The hand-set weights before tuning (what streams/assembly.py shipped with): the grid's origin.
+# The hand-set weights before tuning (what streams/generator/assembly.py shipped with): the grid's origin.
 BASE: dict[PlacementKind, FusionWeights] = {
     PlacementKind.HERO: FusionWeights(retrieval=1.0, covisitation=0.8, category=0.4, popularity=0.1, diversity=0.1),
     PlacementKind.BECAUSE_YOU_VIEWED: FusionWeights(

@@ -11,7 +11,7 @@ from streams.catalog.artifacts import Catalog
 from streams.catalog.build import BuildSummary, CatalogSource, build_catalog
 from streams.catalog.products import ProductSource
 from streams.catalog.qdrant_store import ProductStore
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 from tests.conftest import ONLINE_RETAIL, REES46
 
 REES46_PRODUCTS = 1500

@@ -13,7 +13,7 @@ from streams.catalog.exceptions import CatalogError
 from streams.catalog.qdrant_store import ProductStore, point_id
 from streams.catalog.vocabulary import KeywordKind
 from streams.cli import main
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 from tests.catalog.conftest import ONLINE_RETAIL_PRODUCTS, REES46_PRODUCTS
 
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streams.catalog_updates import CatalogUpdate
-from streams.kafka_config import aiokafka_options
-from streams.local_kafka import free_port
-from streams.replay import replay
-from streams.replay_sources import read_source
-from streams.settings import Settings
-from streams.storefront import Arm, StorefrontUpdate
-from streams.topics import read_topic
+from streams.contracts.catalog_update import CatalogUpdate
+from streams.contracts.storefront import Arm, StorefrontUpdate
+from streams.datasets.readers import read_source
+from streams.devtools.local_kafka import free_port
+from streams.devtools.replay import replay
+from streams.runtime.kafka_config import aiokafka_options
+from streams.runtime.settings import Settings
+from streams.runtime.topics import read_topic
 from tests.conftest import REES46, WorkerProcess
 
 pytestmark = pytest.mark.kafka

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.exceptions import BrokerError
-from streams.local_kafka import LocalKafka, wait_for_metadata
+from streams.devtools.exceptions import BrokerError
+from streams.devtools.local_kafka import LocalKafka, wait_for_metadata
 
 pytestmark = pytest.mark.kafka
 

@@ -12,17 +12,17 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
-from streams.events import DlqReason
-from streams.intent import load_intent_space
-from streams.offline import fold
-from streams.regen import RegenRequest
-from streams.replay import replay
-from streams.replay_sources import ReplayRecord, read_source
-from streams.session_state import SessionState
-from streams.sessions import SessionTracker
-from streams.settings import Settings, StoreKind
-from streams.topics import read_topic
-from streams.trigger import TriggerPolicy
+from streams.contracts.errors import DlqReason
+from streams.contracts.regen import RegenRequest
+from streams.datasets.readers import ReplayRecord, read_source
+from streams.devtools.replay import replay
+from streams.runtime.settings import Settings, StoreKind
+from streams.runtime.topics import read_topic
+from streams.worker.fold import fold
+from streams.worker.intent import load_intent_space
+from streams.worker.sessions import SessionTracker
+from streams.worker.state import SessionState
+from streams.worker.trigger import TriggerPolicy
 from tests.conftest import REES46, WorkerProcess
 
 pytestmark = pytest.mark.kafka

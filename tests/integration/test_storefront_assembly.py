@@ -12,20 +12,19 @@ import pytest
 from qdrant_client import QdrantClient
 
 from models.context import PlacementKind
-from streams.assembly import PlacementPlan, StorefrontAssembler
 from streams.catalog.artifacts import Catalog
-from streams.catalog_updates import CatalogUpdate
-from streams.generator import StorefrontGenerator
-from streams.generator_setup import GeneratorParts, load_generator_parts
-from streams.local_kafka import free_port
-from streams.offline import regeneration_requests
-from streams.planners import build_planner
-from streams.ranker import RankerCandidates
-from streams.regen import RegenRequest
-from streams.replay_sources import read_source
-from streams.retrieval import KeywordRetriever
-from streams.settings import Settings
-from streams.storefront import Arm
+from streams.contracts.catalog_update import CatalogUpdate
+from streams.contracts.regen import RankerCandidates, RegenRequest
+from streams.contracts.storefront import Arm
+from streams.datasets.readers import read_source
+from streams.devtools.local_kafka import free_port
+from streams.generator.assembly import PlacementPlan, StorefrontAssembler
+from streams.generator.pipeline import StorefrontGenerator
+from streams.generator.planners import build_planner
+from streams.generator.retrieval import KeywordRetriever
+from streams.generator.setup import GeneratorParts, load_generator_parts
+from streams.runtime.settings import Settings
+from streams.worker.fold import regeneration_requests
 from tests.conftest import REES46, REPO
 
 
@@ -132,7 +131,7 @@ def test_a_corrupt_or_missing_model_degrades_to_the_teacher_with_a_reason(
     catalog = Catalog.load(rees46_catalog)
     for model_dir in (corrupt, tmp_path / "missing"):
         problems: list[str] = []
-        with caplog.at_level(logging.WARNING, logger="streams.planners"):
+        with caplog.at_level(logging.WARNING, logger="streams.generator.planners"):
             planner = build_planner(Settings(catalog_dir=rees46_catalog, model_dir=model_dir), catalog, problems)
         assert planner is not None and planner.arm is Arm.TEACHER
         assert any(p.startswith("model: ") for p in problems), problems

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from dockerfile_parse import DockerfileParser
 
-from streams.generator_setup import load_generator_parts
-from streams.settings import Settings
+from streams.generator.setup import load_generator_parts
+from streams.runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"

@@ -218,7 +218,7 @@ def test_generator_hardware(docs: list[Manifest], overlay: str, get: Get) -> Non
 
 
 # ScaledObject -> (target kind, target name, container, consumer group suffix after VITRINE_APP_ID, topic setting).
-# The generator's group is ``<app id>-generator`` (streams/generator_app.py; test_probes_against_worker.py
+# The generator's group is ``<app id>-generator`` (streams/generator/app.py; test_probes_against_worker.py
 # checks it on a running generator).
 SCALED = {
     "vitrine-worker": ("StatefulSet", "vitrine-worker", "", "VITRINE_CLICKSTREAM_TOPIC"),

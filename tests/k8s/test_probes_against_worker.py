@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.kafka_config import aiokafka_options
-from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.runtime.kafka_config import aiokafka_options
+from streams.runtime.settings import Settings
+from streams.runtime.topics import ensure_topics
 from tests.conftest import WorkerProcess
 
 pytestmark = pytest.mark.kafka

@@ -1,4 +1,4 @@
-"""The environment the manifests give each container against what ``streams.settings.Settings`` reads.
+"""The environment the manifests give each container against what ``streams.runtime.settings.Settings`` reads.
 
 Why: pydantic-settings ignores unknown variables (``extra="ignore"``), so a misspelt or stale
 ``VITRINE_*`` name in a manifest would be silently dropped and the worker would run on a default.
@@ -17,7 +17,7 @@ from dockerfile_parse import DockerfileParser
 from pydantic import AliasChoices, AliasPath
 
 from models.providers import resolve_providers
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 Manifest = dict[str, Any]

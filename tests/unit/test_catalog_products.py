@@ -16,7 +16,7 @@ from streams.catalog.products import (
     read_product_file,
     read_rees46,
 )
-from streams.replay_sources import head_noun
+from streams.datasets.readers import head_noun
 from tests.conftest import ONLINE_RETAIL, REES46
 
 

@@ -19,7 +19,7 @@ from models.context import (
     parse_keywords,
     theme_input,
 )
-from streams.regen import RecentItem, SessionContext
+from streams.contracts.regen import RecentItem, SessionContext
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 from onnx_export.dataset import Cut, Example, augment, load_events, regen_cuts, split_time
 from streams.catalog.artifacts import Catalog
 from streams.catalog.products import read_rees46
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 SHARED_DATA = Path(os.environ.get("VITRINE_SHARED_DATA", "/work/shared/data"))
 REES46 = SHARED_DATA / "rees46" / "2019-Oct-head.csv"

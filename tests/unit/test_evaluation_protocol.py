@@ -13,6 +13,9 @@ from models.quality import QualityFilter
 from streams.catalog.artifacts import Catalog
 from streams.catalog.products import Product
 from streams.catalog.vocabulary import build_vocabulary
+from streams.contracts.events import ClickEvent
+from streams.contracts.storefront import ItemSource
+from streams.datasets.readers import ReplayRecord, SourceFormat
 from streams.evaluation.cascade import TEACHER, Cascade, CascadeSetup
 from streams.evaluation.history import History
 from streams.evaluation.protocol import (
@@ -29,9 +32,6 @@ from streams.evaluation.protocol import (
     replay,
 )
 from streams.evaluation.strategies import Strategy
-from streams.events import ClickEvent
-from streams.replay_sources import ReplayRecord, SourceFormat
-from streams.storefront import ItemSource
 
 T0 = 1_569_888_000_000
 SHELVES = {"phones": "acme", "shoes": "stride", "sofas": "lounge", "tents": "camp"}

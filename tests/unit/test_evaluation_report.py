@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from streams.datasets.readers import SourceFormat
 from streams.evaluation.cli import run_eval
 from streams.evaluation.protocol import NOVEL, EvalConfig, EvalRun, Outcomes
 from streams.evaluation.report import paired
-from streams.replay_sources import SourceFormat
 from tests.conftest import REES46
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from streams.assembly import DEFAULT_WEIGHTS
 from streams.evaluation.tuning import BASE, CONTROL, GRID, MAX_DIVERSITY, grid_points, scaled
+from streams.generator.assembly import DEFAULT_WEIGHTS
 
 
 def test_unit_factors_give_back_the_hand_set_weights() -> None:

@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.events import ClickEvent, DlqReason, decode_event
-from streams.exceptions import InvalidEvent
+from streams.contracts.errors import DlqReason, InvalidEvent
+from streams.contracts.events import ClickEvent, decode_event
 
 MAX = 8192
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from streams.fusion import FusionWeights, fuse
-from streams.storefront import ItemSource
+from streams.contracts.storefront import ItemSource
+from streams.generator.fusion import FusionWeights, fuse
 
 FACTS = {"a1": ("a", "x"), "a2": ("a", "x"), "a3": ("a", "y"), "b1": ("b", "x"), "c1": ("c", "z")}
 

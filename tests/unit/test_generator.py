@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from streams.generator import arm_for, coalesce
-from streams.regen import RegenRequest, SessionContext
-from streams.storefront import Arm, Item, ItemSource, Placement, Quality, StorefrontUpdate
+from streams.contracts.regen import RegenRequest, SessionContext
+from streams.contracts.storefront import Arm, Item, ItemSource, Placement, Quality, StorefrontUpdate
+from streams.generator.pipeline import arm_for, coalesce
 
 
 def request(session: str, version: int) -> RegenRequest:

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streams.events import ClickEvent
-from streams.intent import (
+from streams.contracts.events import ClickEvent
+from streams.worker.intent import (
     INTENT_DIM,
     PRODUCT_IDS_FILE,
     PRODUCT_VECTORS_FILE,

@@ -7,13 +7,14 @@ from typing import Any
 
 import orjson
 
-from streams.events import ClickEvent, DlqReason
-from streams.intent import TaxonomyIntent
-from streams.offline import fold
-from streams.replay_sources import ReplayRecord
-from streams.session_state import SessionState
-from streams.sessions import SessionTracker
-from streams.trigger import TriggerPolicy
+from streams.contracts.errors import DlqReason
+from streams.contracts.events import ClickEvent
+from streams.datasets.readers import ReplayRecord
+from streams.worker.fold import fold
+from streams.worker.intent import TaxonomyIntent
+from streams.worker.sessions import SessionTracker
+from streams.worker.state import SessionState
+from streams.worker.trigger import TriggerPolicy
 
 T0 = 1_569_888_000_000
 MAX = 512

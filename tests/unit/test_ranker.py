@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from streams.ranker import NEIGHBOURS, ProductSignal, RankerCandidates, RankerSignals, signal_key, split_key
-from streams.regen import RecentItem, RegenRequest, SessionContext
+from streams.contracts.regen import RankerCandidates, RecentItem, RegenRequest, SessionContext
+from streams.worker.ranker import NEIGHBOURS, ProductSignal, RankerSignals, signal_key, split_key
 
 HOUR_MS = 3_600_000
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.events import ClickEvent, decode_event
-from streams.exceptions import ReplayError
-from streams.replay_sources import SourceFormat, detect_format, read_source
+from streams.contracts.events import ClickEvent, decode_event
+from streams.datasets.exceptions import ReplayError
+from streams.datasets.readers import SourceFormat, detect_format, read_source
 
 SHARED_DATA = Path(os.environ.get("VITRINE_SHARED_DATA", "/work/shared/data"))
 

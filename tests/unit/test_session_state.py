@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streams.intent import INTENT_DIM, TaxonomyIntent
-from streams.offline import FoldResult, fold
-from streams.replay_sources import read_source
-from streams.session_state import FORMAT_VERSION, SessionState, from_half, to_half
-from streams.sessions import SessionTracker
-from streams.settings import Settings
-from streams.trigger import TriggerPolicy
+from streams.datasets.readers import read_source
+from streams.runtime.settings import Settings
+from streams.worker.fold import FoldResult, fold
+from streams.worker.intent import INTENT_DIM, TaxonomyIntent
+from streams.worker.sessions import SessionTracker
+from streams.worker.state import FORMAT_VERSION, SessionState, from_half, to_half
+from streams.worker.trigger import TriggerPolicy
 
 SHARED_DATA = Path(os.environ.get("VITRINE_SHARED_DATA", "/work/shared/data"))
 REES46 = SHARED_DATA / "rees46" / "2019-Oct-head.csv"

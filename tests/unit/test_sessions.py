@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streams.events import ClickEvent
-from streams.intent import TaxonomyIntent
-from streams.regen import RegenRequest
-from streams.session_state import (
+from streams.contracts.events import ClickEvent
+from streams.contracts.regen import RegenRequest
+from streams.worker.intent import TaxonomyIntent
+from streams.worker.sessions import SessionTracker, price_band
+from streams.worker.state import (
     MAX_CART_CATEGORIES,
     RECENT_ITEMS,
     TOP_BRANDS,
@@ -21,8 +22,7 @@ from streams.session_state import (
     TOP_PRICE_BANDS,
     SessionState,
 )
-from streams.sessions import SessionTracker, price_band
-from streams.trigger import TriggerPolicy, TriggerReason
+from streams.worker.trigger import TriggerPolicy, TriggerReason
 
 T0 = 1_569_888_000_000
 HALF_LIFE_S = 600.0

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from streams.kafka_config import aiokafka_options, faust_credentials
-from streams.settings import SecurityProtocol, Settings, StoreKind
+from streams.runtime.kafka_config import aiokafka_options, faust_credentials
+from streams.runtime.settings import SecurityProtocol, Settings, StoreKind
 
 PASSWORD = "s3cr3t-hunter2-\u00e9"
 

@@ -9,7 +9,7 @@ import pytest
 
 from models.context import parse_keywords
 from models.student import DECODER, DECODER_MERGED, DECODER_WITH_PAST, ENCODER, ModelLoadError, Student
-from streams.exceptions import VitrineError
+from streams.contracts.errors import VitrineError
 from tests.student_fixtures import TinyStudent, corpus, torch_greedy
 
 MAX_NEW = 16

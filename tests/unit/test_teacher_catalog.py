@@ -11,13 +11,13 @@ import pytest
 
 from models.candidates import CandidateIndex, placement_candidates
 from models.context import PLACEMENTS, ContextFacts, MerchRules, context_facts, format_keywords, render
+from models.teacher import TeacherInput
+from models.teacher_catalog import CatalogTeacher, plural
 from onnx_export.dataset import load_events, regen_cuts, split_time
-from onnx_export.teacher import TeacherInput
-from onnx_export.teacher_catalog import CatalogTeacher, plural
 from streams.catalog.artifacts import Catalog
 from streams.catalog.products import read_rees46
 from streams.catalog.vocabulary import build_vocabulary
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 SHARED_DATA = Path(os.environ.get("VITRINE_SHARED_DATA", "/work/shared/data"))
 REES46 = SHARED_DATA / "rees46" / "2019-Oct-head.csv"

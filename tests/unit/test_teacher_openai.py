@@ -16,9 +16,9 @@ import pytest
 from pydantic import SecretStr
 
 from models.context import ContextFacts, PlacementKind
-from onnx_export.teacher import TeacherInput
+from models.teacher import TeacherInput
 from onnx_export.teacher_openai import OpenAITeacher, TeacherError
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 KEY = "sk-test-very-secret-1234"
 MODEL = "tiny-teacher-1"

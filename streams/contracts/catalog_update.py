@@ -1,0 +1,51 @@
+"""Catalog changes in the stream: price and stock updates of one product, keyed by product id.
+
+The topic is compacted, so it is also the current state of every override: a generator that starts
+reads it from the beginning and is up to date, and applying an update twice changes nothing.
+Wire format::
+
+    {"product_id": "1004856", "in_stock": false, "price": 129.99, "ts": 1569888000000}
+
+``in_stock`` and ``price`` are each optional; at least one must be given.
+"""
+
+from __future__ import annotations
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from streams.contracts.errors import DlqReason, InvalidEvent
+
+
+class CatalogUpdate(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    product_id: str = Field(min_length=1, max_length=64)
+    in_stock: bool | None = None
+    price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    ts: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _says_something(self) -> CatalogUpdate:
+        if self.in_stock is None and self.price is None:
+            raise ValueError("a catalog update needs in_stock or price")
+        return self
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(exclude_none=True))
+
+
+def decode_catalog_update(raw: bytes | None) -> CatalogUpdate:
+    if raw is None:
+        raise InvalidEvent(DlqReason.MISSING_FIELD, "empty catalog update")
+    try:
+        return CatalogUpdate.model_validate_json(raw)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        reason = {
+            "json_invalid": DlqReason.INVALID_JSON,
+            "model_type": DlqReason.NOT_AN_OBJECT,
+            "missing": DlqReason.MISSING_FIELD,
+        }.get(err["type"], DlqReason.INCONSISTENT if not err["loc"] else DlqReason.INVALID_FIELD)
+        where = ".".join(str(p) for p in err["loc"]) or "update"
+        raise InvalidEvent(reason, f"{where}: {err['msg']}") from None

@@ -1,0 +1,193 @@
+"""Turning a regeneration request (and, when there is one, a plan of themes and keywords) into a storefront.
+
+Placements are filled in page order and no product appears on two placements of one page. A placement
+whose plan was rejected, or a page whose retrieval failed, is filled by the traditional strategy for
+that placement kind: the same strategies are the control arm, so a failure degrades a page to what
+the control arm shows, never to nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import chain, zip_longest
+
+from models.context import PLACEMENTS, PlacementKind
+from streams.contracts.regen import RankerCandidates, RegenRequest
+from streams.contracts.storefront import Arm, Item, ItemSource, Latency, Placement, Quality, StorefrontUpdate
+from streams.generator.fusion import Facts, Fused, FusionWeights, fuse
+from streams.generator.retrieval import KeywordRetriever, RetrievalError
+
+log = logging.getLogger(__name__)
+
+# Tuned with the offline replay on REES46 (docs/eval/fusion-weights.md): a grid of per-signal factors on the
+# earlier hand-set weights (retrieval x0.5/1/2, co-visitation x0.5/1/2, category x0.5/1, popularity x0/1,
+# diversity x0/1, same factor for every kind), scored by hit@12 on the next novel product over the earliest 60%
+# of the 2019-Oct-head events with the catalog-teacher cascade; chosen: co-visitation x2, category x0.5,
+# popularity and diversity x0. On the later 40% it lifted hit@12 from 0.136 to 0.178 (session-kNN: 0.127).
+# Command: `vitrine eval ../shared/data/rees46/2019-Oct-head.csv --catalog var/catalog-rees46 --tune 0.6
+# --out docs/eval/fusion-weights.md`. Tuned for accuracy on one clickstream: diversity 0 drops the MMR step.
+DEFAULT_WEIGHTS: dict[PlacementKind, FusionWeights] = {
+    PlacementKind.HERO: FusionWeights(retrieval=1.0, covisitation=1.6, category=0.2, popularity=0.0, diversity=0.0),
+    PlacementKind.BECAUSE_YOU_VIEWED: FusionWeights(
+        retrieval=0.5, covisitation=2.0, category=0.15, popularity=0.0, diversity=0.0
+    ),
+    PlacementKind.EXPLORE: FusionWeights(retrieval=1.0, covisitation=0.4, category=0.25, popularity=0.0, diversity=0.0),
+    PlacementKind.DEALS: FusionWeights(retrieval=0.6, covisitation=0.4, category=0.25, popularity=0.0, diversity=0.0),
+}
+CONTROL_THEMES: dict[PlacementKind, str] = {
+    PlacementKind.HERO: "Picked for you",
+    PlacementKind.BECAUSE_YOU_VIEWED: "Because you viewed",
+    PlacementKind.EXPLORE: "Explore more",
+    PlacementKind.DEALS: "Popular right now",
+}
+BOUGHT_EVENTS = frozenset({"cart", "purchase"})
+MIN_RETRIEVED = 3  # a plan whose keywords find fewer products than this is not worth a placement
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementPlan:
+    """A theme and keywords for one placement, with the quality filter's verdict on them."""
+
+    kind: PlacementKind
+    theme: str
+    keywords: list[str]
+    quality: Quality = field(default_factory=lambda: Quality(ok=True))
+
+
+def traditional_signals(
+    kind: PlacementKind, ranker: RankerCandidates, categories: Sequence[str]
+) -> dict[ItemSource, list[str]]:
+    """The control arm's candidates for one placement kind, from the request's ranker lists."""
+    by_category = [[p for p, _ in ranker.by_category.get(c, [])] for c in categories]
+    if kind is PlacementKind.EXPLORE:  # the session's lesser interests first
+        by_category = by_category[1:] + by_category[:1]
+    interleaved = [p for p in chain.from_iterable(zip_longest(*by_category)) if p is not None]
+    return {
+        ItemSource.COVISITATION: [p for p, _ in ranker.covisited],
+        ItemSource.CATEGORY: list(dict.fromkeys(interleaved)),
+        ItemSource.POPULARITY: [p for p, _ in ranker.popular],
+    }
+
+
+def _top_up(chosen: list[Fused], ranker: RankerCandidates, n: int, taken: set[str]) -> list[Fused]:
+    """Fills a placement its own signals could not: popular products first, then any the request's ranker lists
+    hold (popularity weighs 0 in some kinds, and early in a stream the lists are short)."""
+    have = taken | {f.product_id for f in chosen}
+    pool = chain(
+        ((p, ItemSource.POPULARITY) for p, _ in ranker.popular),
+        ((p, ItemSource.CATEGORY) for p, _ in chain.from_iterable(ranker.by_category.values())),
+        ((p, ItemSource.COVISITATION) for p, _ in ranker.covisited),
+    )
+    extra: list[Fused] = []
+    for product, source in pool:
+        if len(chosen) + len(extra) >= n:
+            break
+        if product not in have:
+            have.add(product)
+            extra.append(Fused(product, 0.0, source))
+    return extra
+
+
+class StorefrontAssembler:
+    def __init__(
+        self,
+        *,
+        retriever: KeywordRetriever | None,
+        facts: Facts,
+        items_per_placement: int = 6,
+        weights: dict[PlacementKind, FusionWeights] | None = None,
+        unavailable: set[str] | None = None,
+    ) -> None:
+        self.retriever = retriever
+        self.facts = facts
+        # Out-of-stock products, kept off every placement whatever signal proposes them; the retriever's
+        # stock overlay when there is one (one set, updated from the catalog-updates topic).
+        self.unavailable = unavailable if unavailable is not None else (retriever.out_of_stock if retriever else set())
+        self.items_per_placement = items_per_placement
+        self.weights = weights or DEFAULT_WEIGHTS
+
+    def assemble(
+        self,
+        request: RegenRequest,
+        *,
+        arm: Arm,
+        plans: Sequence[PlacementPlan] | None = None,
+        model_version: str | None = None,
+        generation_ms: float = 0.0,
+        degraded_reasons: Sequence[str] = (),
+    ) -> StorefrontUpdate:
+        started = time.perf_counter()
+        reasons = list(degraded_reasons)
+        ctx = request.context
+        bought = {item.product_id for item in ctx.recent if item.event_type in BOUGHT_EVENTS}
+        hidden = bought | self.unavailable
+        plan_of = {p.kind: p for p in plans or ()}
+        usable = [p for p in plans or () if p.quality.ok and p.keywords]
+        hits: dict[PlacementKind, list[str]] = {}
+        retrieval_ms = 0.0
+        if usable and self.retriever is not None:
+            t0 = time.perf_counter()
+            try:
+                found = self.retriever.search([p.keywords for p in usable], exclude=hidden)
+                hits = {p.kind: [h.product_id for h in placement] for p, placement in zip(usable, found, strict=True)}
+            except RetrievalError as exc:
+                log.warning("retrieval failed, traditional fallback", extra={"error": str(exc)})
+                reasons.append(f"retrieval: {exc}")
+            retrieval_ms = (time.perf_counter() - t0) * 1000
+        elif usable:
+            reasons.append("retrieval: no vector store configured")
+
+        t1 = time.perf_counter()
+        used: set[str] = set()
+        placements: list[Placement] = []
+        for kind in PLACEMENTS:
+            plan = plan_of.get(kind)
+            ranked = traditional_signals(kind, request.ranker, ctx.categories)
+            quality = plan.quality if plan is not None else Quality(ok=True)
+            generated = kind in hits and len(hits[kind]) >= MIN_RETRIEVED
+            if kind in hits and not generated:
+                quality = Quality(ok=False, reasons=[*quality.reasons, "few_products"])
+            if generated:
+                ranked[ItemSource.RETRIEVAL] = hits[kind]
+            chosen = fuse(
+                ranked, self.weights[kind], n=self.items_per_placement, facts=self.facts, exclude=used | hidden
+            )
+            chosen += _top_up(chosen, request.ranker, self.items_per_placement, used | hidden)
+            used.update(f.product_id for f in chosen)
+            placements.append(
+                Placement(
+                    kind=kind.value,
+                    theme=plan.theme if plan is not None and generated else CONTROL_THEMES[kind],
+                    keywords=plan.keywords if plan is not None and generated else [],
+                    items=[Item(product_id=f.product_id, score=f.score, source=f.source) for f in chosen],
+                    quality=quality,
+                    fallback=arm is not Arm.CONTROL and not generated,
+                )
+            )
+        fusion_ms = (time.perf_counter() - t1) * 1000
+        now_ms = int(time.time() * 1000)
+        total_ms = generation_ms + (time.perf_counter() - started) * 1000
+        return StorefrontUpdate(
+            session_id=request.session_id,
+            user_id=request.user_id,
+            version=request.version,
+            event_ts=request.event_ts,
+            requested_at_ms=request.requested_at_ms,
+            published_at_ms=now_ms,
+            trigger=request.reason,
+            arm=arm,
+            placements=placements,
+            degraded=bool(reasons),
+            degraded_reasons=reasons,
+            model_version=model_version,
+            latency_ms=Latency(
+                generation=round(generation_ms, 3),
+                retrieval=round(retrieval_ms, 3),
+                fusion=round(fusion_ms, 3),
+                total=round(total_ms, 3),
+                request_to_publish=float(max(0, now_ms - request.requested_at_ms)) if request.requested_at_ms else 0.0,
+            ),
+        )

@@ -1,0 +1,75 @@
+"""Topic names and creation: the replay tool and the k8s init Job create topics before producers run."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.runtime.kafka_config import aiokafka_options
+from streams.runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    """Input and request topics share the partition count: the sessions table is co-partitioned."""
+    n, rf = settings.topic_partitions, settings.topic_replication_factor
+    week = str(7 * 24 * 3600 * 1000)
+    return [
+        NewTopic(settings.clickstream_topic, n, rf),
+        NewTopic(settings.regen_topic, n, rf, topic_configs={"cleanup.policy": "delete"}),
+        NewTopic(settings.dlq_topic, 1, rf, topic_configs={"retention.ms": str(14 * 24 * 3600 * 1000)}),
+        # The latest page per session is what a consumer needs; older versions may be compacted away.
+        NewTopic(
+            settings.storefront_topic, n, rf, topic_configs={"cleanup.policy": "compact,delete", "retention.ms": week}
+        ),
+        # Compacted: the topic is the current price/stock override of every product (generators read it from the start).
+        NewTopic(settings.catalog_updates_topic, n, rf, topic_configs={"cleanup.policy": "compact"}),
+    ]
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create missing topics; return the names created. Existing topics are left as they are."""
+    admin = AIOKafkaAdminClient(**aiokafka_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topic_specs(settings) if t.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                log.info("topics were created concurrently")
+        return [t.name for t in missing]
+    finally:
+        await admin.close()
+
+
+async def read_topic(settings: Settings, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record now in ``topic``, by partition and offset, read without joining a consumer group."""
+    consumer = AIOKafkaConsumer(**aiokafka_options(settings), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions or ())]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        out: list[ConsumerRecord[bytes, bytes]] = []
+        while remaining:
+            for tp, msgs in (await consumer.getmany(*remaining, timeout_ms=2000)).items():
+                out += msgs
+                if msgs and msgs[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+        return sorted(out, key=lambda r: (r.partition, r.offset))
+    finally:
+        await consumer.stop()

@@ -1,0 +1,234 @@
+"""The Faust app of the session worker: topics, the sessions table, the agent, timers and endpoints.
+
+Processing guarantee is at-least-once with agent concurrency 1 (Faust's exactly-once and
+concurrent agents have open data-loss reports); outputs are made idempotent instead: the state
+remembers the last applied input offset, and requests carry a per-session monotonic version.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import faust
+from faust.types import EventT, StreamT
+
+from streams.contracts.errors import InvalidEvent
+from streams.contracts.events import decode_event
+from streams.contracts.regen import RegenRequest
+from streams.runtime import metrics
+from streams.runtime.dlq import dlq_headers
+from streams.runtime.faust_app import codec_table, faust_app
+from streams.runtime.process import prepare_process
+from streams.runtime.settings import Settings
+from streams.runtime.web import add_endpoints
+from streams.worker.codecs import PRODUCT_SIGNAL_CODEC, SESSION_STATE_CODEC
+from streams.worker.intent import load_intent_space
+from streams.worker.ranker import ProductSignal, RankerSignals, split_key
+from streams.worker.sessions import EVENT_WEIGHTS, SessionTracker, distinct_recent
+from streams.worker.state import SessionState
+from streams.worker.trigger import TriggerPolicy
+
+log = logging.getLogger(__name__)
+
+_STATE_SIZE_SAMPLE = 256
+
+
+@dataclass(slots=True)
+class SessionWorker:
+    """Everything the agent needs, built once; ``handle`` is the per-event path.
+
+    Changelog writes are coalesced: the store is updated on every event, but a session's state
+    is sent to the changelog once per flush (every ``flush_max_events`` events or
+    ``flush_interval_s``), and the events behind it are acked only after that send. Faust's own
+    ``table[key] = value`` writes one changelog message per event through its per-message
+    producer buffer, which was the largest single cost in a py-spy profile of the worker.
+    """
+
+    app: faust.App
+    settings: Settings
+    tracker: SessionTracker
+    table: Any
+    ranker_table: Any
+    ranker: RankerSignals
+    dlq_topic: str
+    regen_topic: str
+    watermark_ms: int = 0
+    dirty: dict[bytes, SessionState] = field(default_factory=dict)
+    dirty_signals: set[bytes] = field(default_factory=set)
+    unacked: list[EventT] = field(default_factory=list)
+
+    async def handle(self, event: EventT) -> None:
+        msg = event.message
+        self.unacked.append(event)
+        try:
+            click = decode_event(event.value, max_bytes=self.settings.max_event_bytes, key=msg.key or b"")
+        except InvalidEvent as exc:
+            await self._dead_letter(msg, event.value, exc)
+        else:
+            key = click.session_id.encode()  # equals msg.key: decode_event checked
+            previous = self.table.data.get(key)
+            recent_before = distinct_recent(previous) if previous is not None else []
+            outcome = self.tracker.apply(previous, click, partition=msg.partition, offset=msg.offset)
+            if outcome.duplicate:
+                metrics.DUPLICATES.inc()
+                if outcome.request is not None:  # same version again: consumers keep the first
+                    metrics.RESENT.inc()
+                    await self._request(key, outcome.request, msg.partition)
+            else:
+                # Inside the stream the current event names the partition, which the RocksDB store needs.
+                self.table.data[key] = self.dirty[key] = outcome.state
+                self.watermark_ms = max(self.watermark_ms, click.ts)
+                metrics.EVENTS.labels(click.event_type).inc()
+                if click.product_id is not None:
+                    # A product seen again in the session adds popularity but no new co-visit pairs.
+                    co_visited = [] if click.product_id in recent_before else recent_before
+                    weight = max(0.0, EVENT_WEIGHTS[click.event_type])
+                    self.dirty_signals.update(
+                        self.ranker.observe(
+                            msg.partition, click.product_id, click.category, weight, click.ts, co_visited
+                        )
+                    )
+                if outcome.request is not None:
+                    metrics.TRIGGERS.labels(outcome.request.reason).inc()
+                    await self._request(key, outcome.request, msg.partition)
+        if len(self.unacked) >= self.settings.flush_max_events:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Send dirty states and signals to their changelogs, then ack the events they came from."""
+        dirty, signals, unacked = self.dirty, self.dirty_signals, self.unacked
+        self.dirty, self.dirty_signals, self.unacked = {}, set(), []
+        changelog = self.table.changelog_topic.get_topic_name()
+        send = self.app.producer.send
+        for key, state in dirty.items():
+            await send(changelog, key, state.to_bytes(), state.partition, None, None)
+        signal_changelog = self.ranker_table.changelog_topic.get_topic_name()
+        for key in signals:
+            signal: ProductSignal = self.ranker_table.data[key]
+            await send(signal_changelog, key, signal.to_bytes(), split_key(key)[0], None, None)
+        for event in unacked:
+            event.ack()
+
+    async def _request(self, key: bytes, request: RegenRequest, partition: int) -> None:
+        candidates = self.ranker.for_request(partition, request.context, request.event_ts)
+        request = replace(request, ranker=candidates, requested_at_ms=int(time.time() * 1000))
+        await self.app.producer.send(self.regen_topic, key, request.to_json(), partition, None, None)
+
+    async def _dead_letter(self, msg: Any, raw: bytes, exc: InvalidEvent) -> None:
+        metrics.DLQ.labels(exc.reason.value).inc()
+        headers = dlq_headers(exc.reason, exc.detail, topic=msg.topic, partition=msg.partition, offset=msg.offset)
+        await self.app.producer.send(self.dlq_topic, msg.key, raw, None, None, headers)
+
+    def active_partitions(self) -> set[int]:
+        return {
+            tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.settings.clickstream_topic
+        }
+
+    def expire_idle(self) -> int:
+        """Tombstone sessions idle for ``session_ttl_s`` of event time, in this worker's partitions only."""
+        horizon = self.watermark_ms - int(self.settings.session_ttl_s * 1000)
+        active = self.active_partitions()
+        expired = [k for k, s in self.table.items() if s.last_ts < horizon and s.partition in active]
+        for key in expired:
+            # Written directly: outside the agent there is no current event to take the partition from.
+            self.table.send_changelog(self.table.data[key].partition, key, None, value_serializer="raw")
+            del self.table.data[key]
+            self.dirty.pop(key, None)
+        metrics.EXPIRED.inc(len(expired))
+        return len(expired)
+
+    async def refresh_gauges(self) -> None:
+        metrics.SESSIONS.set(len(self.table.data))
+        sample = [s.to_bytes() for _, s in zip(range(_STATE_SIZE_SAMPLE), self.table.data.values(), strict=False)]
+        if sample:
+            metrics.STATE_BYTES.set(sum(map(len, sample)) / len(sample))
+        consumer = self.app.consumer
+        for tp in consumer.assignment():
+            if tp.topic != self.settings.clickstream_topic:
+                continue
+            position = await consumer.position(tp)
+            highwater = consumer.highwater(tp)
+            if position is not None and highwater is not None:
+                metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+    def is_ready(self) -> bool:
+        recovery = self.app.tables.recovery  # type: ignore[attr-defined]  # on TableManager, not its ABC
+        return bool(recovery.completed.is_set()) and not self.app.rebalancing
+
+
+def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
+    app = faust_app(
+        settings,
+        app_id=settings.app_id,
+        # Faust would wait for every started event to be acked before a rebalance or shutdown, but our
+        # acks follow changelog flushes, which stop with the timers: a stop would hang. Unflushed
+        # events are simply not committed; whoever owns the partition next replays them, and the
+        # offset kept in each state makes that replay idempotent.
+        stream_wait_empty=False,
+    )
+    clickstream = app.topic(
+        settings.clickstream_topic, key_serializer="raw", value_serializer="raw", partitions=settings.topic_partitions
+    )
+    ranker_table = codec_table(
+        app, settings, "ranker", PRODUCT_SIGNAL_CODEC, "Popularity and co-visitation by partition/product."
+    )
+    worker = SessionWorker(
+        app=app,
+        settings=settings,
+        tracker=SessionTracker(
+            intent_space=load_intent_space(settings.catalog_dir),
+            policy=TriggerPolicy.from_settings(settings),
+            half_life_s=settings.affinity_half_life_s,
+        ),
+        table=codec_table(
+            app,
+            settings,
+            "sessions",
+            SESSION_STATE_CODEC,
+            "Session state by session id, co-partitioned with the clickstream.",
+        ),
+        ranker_table=ranker_table,
+        ranker=RankerSignals(
+            ranker_table.data, half_life_s=settings.ranker_half_life_s, per_list=settings.ranker_candidates
+        ),
+        dlq_topic=settings.dlq_topic,
+        regen_topic=settings.regen_topic,
+    )
+
+    @app.agent(clickstream, concurrency=1)
+    async def sessions(stream: StreamT[bytes]) -> None:
+        # Manual acks: an event is acked only once the state it produced is on its way to the
+        # changelog (see SessionWorker.flush), so a commit never runs ahead of durable state.
+        async for event in stream.noack().events():  # type: ignore[attr-defined]  # Stream has it, StreamT not
+            await worker.handle(event)
+
+    @app.timer(settings.flush_interval_s)
+    async def flush() -> None:
+        await worker.flush()
+
+    @app.timer(settings.expiry_interval_s)
+    async def expire() -> None:
+        if worker.is_ready():
+            n = worker.expire_idle()
+            if n:
+                log.info("expired idle sessions", extra={"expired": n})
+
+    @app.timer(5.0)
+    async def gauges() -> None:
+        metrics.READY.set(1 if worker.is_ready() else 0)
+        if worker.is_ready():
+            await worker.refresh_gauges()
+
+    add_endpoints(app, worker.is_ready)
+
+    return app, worker
+
+
+def run_worker(settings: Settings) -> None:
+    """Prepare the process, then run the Faust worker until it is stopped."""
+    prepare_process(settings)
+    app, _ = create_app(settings)
+    faust.Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()

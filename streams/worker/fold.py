@@ -1,0 +1,77 @@
+"""Fold an event log through the session tracker without Kafka.
+
+The reference the integration tests compare the worker's table against, and the simulator used to
+tune the trigger policy: both go through ``SessionTracker.apply``, the worker's own code path.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from streams.contracts.errors import InvalidEvent
+from streams.contracts.events import decode_event
+from streams.contracts.regen import RegenRequest
+from streams.datasets.readers import ReplayRecord
+from streams.runtime.settings import Settings
+from streams.worker.intent import load_intent_space
+from streams.worker.ranker import RankerSignals
+from streams.worker.sessions import EVENT_WEIGHTS, SessionTracker, distinct_recent
+from streams.worker.state import SessionState
+from streams.worker.trigger import TriggerPolicy
+
+
+@dataclass(slots=True)
+class FoldResult:
+    states: dict[bytes, SessionState] = field(default_factory=dict)
+    triggers: Counter[str] = field(default_factory=Counter)
+    invalid: Counter[str] = field(default_factory=Counter)
+    events: int = 0
+    emitted: list[RegenRequest] = field(default_factory=list)  # with ranker candidates, when folded with a ranker
+
+    @property
+    def requests(self) -> int:
+        return sum(self.triggers.values())
+
+
+def fold(
+    records: Iterable[ReplayRecord],
+    tracker: SessionTracker,
+    *,
+    max_event_bytes: int,
+    ranker: RankerSignals | None = None,
+) -> FoldResult:
+    """With a ``ranker``, also the requests the worker would send (one partition, as if one worker)."""
+    result = FoldResult()
+    for offset, rec in enumerate(records):
+        try:
+            event = decode_event(rec.value, max_bytes=max_event_bytes, key=rec.key or b"")
+        except InvalidEvent as exc:
+            result.invalid[exc.reason.value] += 1
+            continue
+        key = event.session_id.encode()
+        previous = result.states.get(key)
+        recent_before = distinct_recent(previous) if previous is not None else []
+        outcome = tracker.apply(previous, event, partition=0, offset=offset)
+        result.states[key] = outcome.state
+        result.events += 1
+        if ranker is not None:
+            ranker.observe_click(0, event, recent_before, EVENT_WEIGHTS[event.event_type])
+        if outcome.request is not None:
+            result.triggers[outcome.request.reason] += 1
+            if ranker is not None:
+                candidates = ranker.for_request(0, outcome.request.context, event.ts)
+                result.emitted.append(replace(outcome.request, ranker=candidates))
+    return result
+
+
+def regeneration_requests(records: Iterable[ReplayRecord], settings: Settings) -> list[RegenRequest]:
+    """What the session worker would ask the generator for over a log, ranker candidates included."""
+    tracker = SessionTracker(
+        intent_space=load_intent_space(settings.catalog_dir),
+        policy=TriggerPolicy.from_settings(settings),
+        half_life_s=settings.affinity_half_life_s,
+    )
+    ranker = RankerSignals({}, half_life_s=settings.ranker_half_life_s, per_list=settings.ranker_candidates)
+    return fold(records, tracker, max_event_bytes=settings.max_event_bytes, ranker=ranker).emitted

@@ -1,0 +1,203 @@
+"""Ranker signals kept in the stream: decayed product popularity (global and per category) and co-visitation.
+
+Partition-local by design. Sessions are co-partitioned with the clickstream, so every co-visit pair
+a session produces is seen by exactly one worker, and the popularity counted inside one partition is
+a uniform sample (sessions hash evenly) of global traffic. Keeping signals per partition needs no
+repartition topic and no cross-worker lookup; keys carry the partition (``b"3/1004856"``), so the
+changelog-backed table moves a partition's signals with it on a rebalance.
+
+Decay without rewriting old entries: a product's popularity is stored as (score, ts) and ranked by
+``log2(score) + ts / half_life``, which orders products exactly as their scores decayed to any common
+later time would.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import orjson
+
+from streams.contracts.events import ClickEvent
+from streams.contracts.regen import RankerCandidates
+
+if TYPE_CHECKING:
+    from streams.contracts.regen import SessionContext
+
+NEIGHBOURS = 30
+_PRUNE_AT = 40  # prune back to NEIGHBOURS only past this, so a hot product is not re-sorted per event
+
+
+@dataclass(slots=True)
+class ProductSignal:
+    """One product's signals within one partition."""
+
+    category: str | None
+    score: float  # popularity at ``ts``
+    ts: int  # event time (ms) of the last popularity update
+    neighbours: dict[str, float] = field(default_factory=dict)  # co-visited product -> count
+
+    def rank_key(self, half_life_ms: float) -> float:
+        return math.log2(self.score) + self.ts / half_life_ms if self.score > 0 else -math.inf
+
+    def decayed(self, now_ms: int, half_life_ms: float) -> float:
+        return self.score * 0.5 ** (max(0, now_ms - self.ts) / half_life_ms)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps([self.category, self.score, self.ts, self.neighbours])
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> ProductSignal:
+        category, score, ts, neighbours = orjson.loads(raw)
+        return cls(category, score, ts, neighbours)
+
+
+def signal_key(partition: int, product_id: str) -> bytes:
+    return f"{partition}/{product_id}".encode()
+
+
+def split_key(key: bytes) -> tuple[int, str]:
+    partition, _, product = key.decode().partition("/")
+    return int(partition), product
+
+
+class RankerSignals:
+    """Reads and updates the signals of every partition in ``store`` (the Faust table's data, or a dict).
+
+    Top lists are cached per partition and rebuilt when ``stale_after`` updates have landed since the
+    last build, so a request costs a dictionary lookup, not a sort of the partition's catalogue.
+    """
+
+    def __init__(
+        self,
+        store: MutableMapping[bytes, ProductSignal],
+        *,
+        half_life_s: float,
+        stale_after: int = 500,
+        per_list: int = 24,
+    ) -> None:
+        self.store = store
+        self.half_life_ms = half_life_s * 1000.0
+        self.stale_after = stale_after
+        self.per_list = per_list
+        self._updates: dict[int, int] = {}
+        self._top: dict[int, tuple[list[str], dict[str, list[str]]]] = {}
+
+    def observe(
+        self,
+        partition: int,
+        product_id: str,
+        category: str | None,
+        weight: float,
+        ts: int,
+        co_visited: Sequence[str] = (),
+    ) -> list[bytes]:
+        """Fold one event in; return the keys written (for the changelog flush)."""
+        key = signal_key(partition, product_id)
+        signal = self.store.get(key)
+        if signal is None:
+            signal = ProductSignal(category, 0.0, ts)
+        if weight > 0:
+            signal.score = signal.decayed(ts, self.half_life_ms) + weight
+            signal.ts = max(signal.ts, ts)
+        signal.category = category or signal.category
+        touched = [key]
+        for other in co_visited:
+            if other == product_id:
+                continue
+            _bump(signal.neighbours, other)
+            other_key = signal_key(partition, other)
+            other_signal = self.store.get(other_key)
+            if other_signal is not None:
+                _bump(other_signal.neighbours, product_id)
+                self.store[other_key] = other_signal
+                touched.append(other_key)
+        self.store[key] = signal
+        self._updates[partition] = self._updates.get(partition, 0) + 1
+        return touched
+
+    def observe_click(
+        self, partition: int, event: ClickEvent, recent_before: Sequence[str], weight: float
+    ) -> list[bytes]:
+        """One clickstream event; ``recent_before``: the session's distinct products before it, most recent first.
+        A product seen again in the session adds popularity but no new co-visit pairs."""
+        if event.product_id is None:
+            return []
+        co_visited = () if event.product_id in recent_before else recent_before
+        return self.observe(partition, event.product_id, event.category, max(0.0, weight), event.ts, co_visited)
+
+    def for_request(self, partition: int, context: SessionContext, now_ms: int) -> RankerCandidates:
+        """Candidates for a regeneration request: the session's top three categories and latest products."""
+        recent = list(dict.fromkeys(item.product_id for item in reversed(context.recent)))
+        return self.candidates(partition, now_ms=now_ms, categories=context.categories[:3], recent=recent)
+
+    def candidates(
+        self, partition: int, *, now_ms: int, categories: Sequence[str], recent: Sequence[str]
+    ) -> RankerCandidates:
+        """Popular overall, popular in the session's top categories, co-visited with its recent products."""
+        popular, by_category = self._tops(partition)
+        n = self.per_list
+        return RankerCandidates(
+            popular=self._scored(partition, popular[:n], now_ms),
+            by_category={c: self._scored(partition, by_category.get(c, [])[:n], now_ms) for c in categories},
+            covisited=self.covisited(partition, recent),
+        )
+
+    def covisited(self, partition: int, recent: Sequence[str]) -> list[tuple[str, float]]:
+        """Neighbours of the most recent distinct products, weighted 1, 1/2, 1/3, ... by recency."""
+        scores: dict[str, float] = {}
+        seen = set(recent)
+        for pos, product in enumerate(recent):
+            signal = self.store.get(signal_key(partition, product))
+            if signal is None:
+                continue
+            for other, count in signal.neighbours.items():
+                if other not in seen:
+                    scores[other] = scores.get(other, 0.0) + count / (pos + 1)
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[: self.per_list]
+        return [(p, round(s, 4)) for p, s in ranked]
+
+    def partitions(self) -> set[int]:
+        return {split_key(k)[0] for k in self.store}
+
+    def _scored(self, partition: int, products: Iterable[str], now_ms: int) -> list[tuple[str, float]]:
+        out = []
+        for product in products:
+            signal = self.store.get(signal_key(partition, product))
+            if signal is not None:
+                out.append((product, round(signal.decayed(now_ms, self.half_life_ms), 6)))
+        return out
+
+    def _tops(self, partition: int) -> tuple[list[str], dict[str, list[str]]]:
+        cached = self._top.get(partition)
+        if cached is not None and self._updates.get(partition, 0) < self.stale_after:
+            return cached
+        prefix = f"{partition}/".encode()
+        ranked = sorted(
+            (
+                (s.rank_key(self.half_life_ms), split_key(k)[1], s.category)
+                for k, s in self.store.items()
+                if k.startswith(prefix)
+            ),
+            key=lambda t: (-t[0], t[1]),
+        )
+        popular = [p for _, p, _ in ranked[: self.per_list]]
+        by_category: dict[str, list[str]] = {}
+        for _, product, category in ranked:
+            if category is not None:
+                top = by_category.setdefault(category, [])
+                if len(top) < self.per_list:
+                    top.append(product)
+        self._top[partition] = (popular, by_category)
+        self._updates[partition] = 0
+        return popular, by_category
+
+
+def _bump(neighbours: dict[str, float], other: str) -> None:
+    neighbours[other] = neighbours.get(other, 0.0) + 1.0
+    if len(neighbours) > _PRUNE_AT:
+        keep = sorted(neighbours.items(), key=lambda kv: (-kv[1], kv[0]))[:NEIGHBOURS]
+        neighbours.clear()
+        neighbours.update(keep)

@@ -1,0 +1,162 @@
+"""Folding one clickstream event into a session's state, and deciding whether to regenerate.
+
+Pure and synchronous: the Faust agent, the offline reference used by the tests and the trigger
+tuning all call this one function, so they cannot disagree about what a state should be.
+Time is event time, so a replay gives the same states however fast it runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.context import price_band
+from streams.contracts.events import EVENT_TYPES, ClickEvent
+from streams.contracts.regen import RecentItem, RegenRequest, SessionContext
+from streams.worker.intent import IntentSpace
+from streams.worker.state import (
+    MAX_CART_CATEGORIES,
+    RECENT_ITEMS,
+    TOP_BRANDS,
+    TOP_CATEGORIES,
+    TOP_PRICE_BANDS,
+    SessionState,
+    to_half,
+)
+from streams.worker.trigger import TriggerPolicy
+
+EVENT_WEIGHTS: dict[str, float] = {
+    "view": 1.0,
+    "cart": 3.0,
+    "remove_from_cart": -2.0,
+    "purchase": 4.0,
+    "search": 0.0,
+}
+_TYPE_INDEX = {t: i for i, t in enumerate(EVENT_TYPES)}
+_MIN_WEIGHT = 0.01
+
+
+def _decay_add(weights: dict[str, float], factor: float, key: str | None, w: float, keep: int) -> dict[str, float]:
+    """Decay every weight, add ``w`` to ``key``, keep the ``keep`` heaviest; rounded so JSON stays short."""
+    out = {k: round(v * factor, 4) for k, v in weights.items()} if factor != 1.0 else dict(weights)
+    if key is not None and w:
+        out[key] = round(out.get(key, 0.0) + w, 4)
+    if len(out) > keep:
+        out = dict(ranked(out)[:keep])
+    return {k: v for k, v in out.items() if v >= _MIN_WEIGHT}
+
+
+def ranked(weights: dict[str, float]) -> list[tuple[str, float]]:
+    """Heaviest first, ties by name, so every reader orders a session's affinities the same way."""
+    return sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _cosine_drift(a: np.ndarray, b: np.ndarray) -> float:
+    nn = float(a.dot(a)) * float(b.dot(b))
+    if nn == 0.0:
+        return 0.0
+    return 1.0 - float(a.dot(b)) / math.sqrt(nn)
+
+
+def distinct_recent(state: SessionState) -> list[str]:
+    """The session's recent products, most recent first, each once."""
+    return list(dict.fromkeys(p for p, _ in reversed(state.recent)))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    state: SessionState
+    request: RegenRequest | None
+    duplicate: bool = False
+
+
+class SessionTracker:
+    def __init__(self, *, intent_space: IntentSpace, policy: TriggerPolicy, half_life_s: float) -> None:
+        self._intent_space = intent_space
+        self._policy = policy
+        self._half_life_ms = half_life_s * 1000.0
+
+    def apply(self, state: SessionState | None, event: ClickEvent, *, partition: int, offset: int) -> Outcome:
+        """Return the next state; an offset at or below the last applied one is a redelivery."""
+        if state is None:
+            state = SessionState(user_id=event.user_id, partition=partition, first_ts=event.ts, last_ts=event.ts)
+        elif partition == state.partition and offset <= state.last_offset:
+            # The request for the current version may have been lost with the worker that wrote this
+            # state (request and changelog are different topics): the event behind it sends it again.
+            reason = state.last_reason if offset == state.regen_offset else None
+            request = self._request(event, state, reason, 0.0) if reason is not None else None
+            return Outcome(state, request, duplicate=True)
+
+        dt = max(0, event.ts - state.last_ts)
+        factor = 0.5 ** (dt / self._half_life_ms)
+        w = EVENT_WEIGHTS[event.event_type]
+        is_cart = event.event_type == "cart"
+        new_cart_category = event.category if is_cart and event.category not in state.cart_categories else None
+        is_new_cart_category = new_cart_category is not None
+
+        state.partition = partition
+        state.last_offset = offset
+        state.last_ts = max(state.last_ts, event.ts)
+        state.user_id = event.user_id or state.user_id
+        state.counts[_TYPE_INDEX[event.event_type]] += 1
+        if event.product_id is not None:
+            state.recent = [*state.recent, (event.product_id, _TYPE_INDEX[event.event_type])][-RECENT_ITEMS:]
+        if event.query is not None:
+            state.last_query = event.query
+        if new_cart_category is not None:
+            state.cart_categories = [*state.cart_categories, new_cart_category][-MAX_CART_CATEGORIES:]
+        state.categories = _decay_add(state.categories, factor, event.category, w, TOP_CATEGORIES)
+        state.brands = _decay_add(state.brands, factor, event.brand, w, TOP_BRANDS)
+        band = price_band(event.price) if event.price is not None else None
+        state.price_bands = _decay_add(state.price_bands, factor, band, w, TOP_PRICE_BANDS)
+
+        intent = state.intent * np.float32(factor)
+        vec = self._intent_space.vector(event)
+        if vec is not None and w:
+            intent += np.float32(w) * vec
+        state.intent_half = to_half(intent)
+        intent = state.intent
+
+        generated = state.version > 0
+        drift = _cosine_drift(intent, state.regen_intent) if generated else 0.0
+        state.drift_pending = generated and self._policy.armed(drift, state.drift_pending)
+        reason = self._policy.decide(
+            generated_before=generated,
+            n_events=state.n_events,
+            since_last_regen_ms=event.ts - state.last_regen_ts,
+            is_search=event.event_type == "search",
+            is_new_cart_category=is_new_cart_category,
+            drift_armed=state.drift_pending,
+        )
+        if reason is None:
+            return Outcome(state, None)
+
+        state.version += 1
+        state.last_regen_ts = event.ts
+        state.regen_offset = offset
+        state.last_reason = reason.value
+        state.regen_intent_half = state.intent_half
+        state.drift_pending = False
+        return Outcome(state, self._request(event, state, reason.value, drift))
+
+    @staticmethod
+    def _request(event: ClickEvent, state: SessionState, reason: str, drift: float) -> RegenRequest:
+        context = SessionContext(
+            recent=[RecentItem(p, EVENT_TYPES[t]) for p, t in state.recent],
+            categories=[k for k, _ in ranked(state.categories)],
+            brands=[k for k, _ in ranked(state.brands)],
+            price_bands=[k for k, _ in ranked(state.price_bands)],
+            last_query=state.last_query,
+            counts={t: c for t, c in zip(EVENT_TYPES, state.counts, strict=True) if c},
+            drift=round(drift, 4),
+        )
+        return RegenRequest(
+            session_id=event.session_id,
+            user_id=state.user_id,
+            version=state.version,
+            reason=reason,
+            event_ts=event.ts,
+            context=context,
+        )
