@@ -25,7 +25,7 @@ from streams.devtools.exceptions import BrokerError
 
 log = logging.getLogger(__name__)
 
-BROKER_HOME = Path(__file__).resolve().parent.parent / "broker"
+BROKER_HOME = Path(__file__).resolve().parents[2] / "broker"
 KAFKA_JAR_GLOB = "kafka_2.13-*.jar"
 
 _LOG4J = """\
