@@ -39,13 +39,15 @@ RUN python -m venv /opt/venv && pip install --upgrade pip setuptools wheel
 WORKDIR /src
 COPY . /src
 
+# Images install from lock files (`make lock` writes them from pyproject.toml), so a rebuild gets the
+# same versions; the project itself goes in without dependencies and `pip check` proves the set complete.
 FROM builder AS builder-cpu
-RUN pip install . && pip check
+RUN pip install --no-deps -r docker/requirements-cpu.lock && pip install --no-deps . && pip check
 
-# onnxruntime-gpu >= 1.27 on PyPI targets CUDA 13; the constraints pin the last CUDA 12 + cuDNN 9
-# build and pull the CUDA runtime, cuBLAS, cuFFT, cuRAND, NVRTC and cuDNN as nvidia-*-cu12 wheels.
+# The `cuda12` extra: onnxruntime-gpu 1.26 (>= 1.27 on PyPI targets CUDA 13), the last CUDA 12 + cuDNN 9
+# build, with the CUDA runtime, cuBLAS, cuFFT, cuRAND, NVRTC and cuDNN as nvidia-*-cu12 wheels.
 FROM builder AS builder-cuda
-RUN pip install --constraint docker/constraints-cuda12.txt . "onnxruntime-gpu[cuda,cudnn]" && pip check
+RUN pip install --no-deps -r docker/requirements-cuda12.lock && pip install --no-deps . && pip check
 
 # ---------------------------------------------------------------------------------------------
 # embedder: the `train` extra (torch, transformers, optimum) only to export the embedding model to
@@ -53,7 +55,7 @@ RUN pip install --constraint docker/constraints-cuda12.txt . "onnxruntime-gpu[cu
 # stage small. The export checks itself against sentence-transformers before it is written.
 FROM builder AS embedder
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-RUN pip install --extra-index-url ${TORCH_INDEX_URL} ".[train]" \
+RUN pip install --extra-index-url ${TORCH_INDEX_URL} ".[train,cpu]" \
     && HF_HUB_OFFLINE=1 vitrine export-embedder --out /opt/vitrine/embedder
 
 # ---------------------------------------------------------------------------------------------
@@ -96,7 +98,7 @@ ENTRYPOINT ["vitrine"]
 CMD ["worker"]
 
 # ---------------------------------------------------------------------------------------------
-# cpu (default target): onnxruntime-gpu falls back to its CPU execution provider without CUDA.
+# cpu (default target): the `cpu` extra's onnxruntime, no CUDA libraries.
 FROM runtime AS cpu
 COPY --from=builder-cpu /opt/venv /opt/venv
 USER 10001:10001

@@ -7,12 +7,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench
+.PHONY: demo test lint bench lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,train]'
+	$(BIN)/pip uninstall --quiet --yes onnxruntime-gpu 2>/dev/null || true  # venvs from before the cpu extra
+	$(BIN)/pip install --quiet -e '.[dev,train,cpu]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,3 +30,11 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.session_worker
+
+# The images' lock files (Dockerfile): one per ONNX Runtime extra, for the images' Python and platform.
+lock: $(STAMP)
+	$(BIN)/pip install --quiet uv
+	for extra in cpu cuda12; do \
+		$(BIN)/uv pip compile pyproject.toml --extra $$extra --python-version 3.11 \
+			--python-platform x86_64-manylinux_2_28 --no-header --quiet -o docker/requirements-$$extra.lock; \
+	done

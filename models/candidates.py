@@ -50,15 +50,10 @@ class CandidateIndex:
                 self._by_brand[k.keyword].append(i)
             elif k.category is not None:
                 self._by_category[k.category].append(i)
-        self._index = {w: i for i, w in enumerate(self._words)}
 
     @property
     def vocabulary(self) -> list[str]:
         return list(self._words)
-
-    def category_of(self, keyword: str) -> str | None:
-        i = self._index.get(keyword)
-        return None if i is None else self._categories[i]
 
     def direct(self, categories: Sequence[str], brands: Sequence[str]) -> list[int]:
         """The session's own keywords: its categories (brand-qualified ones only for its brands), its brands."""

@@ -68,9 +68,6 @@ class MerchRules:
     exclude: tuple[str, ...] = ()
     campaign: str | None = None
 
-    def is_empty(self) -> bool:
-        return not (self.boost or self.exclude or self.campaign)
-
 
 @dataclass(frozen=True, slots=True)
 class ItemFacts:
@@ -164,12 +161,6 @@ def render(facts: ContextFacts) -> str:
     if rules.campaign:
         sections.append("campaign: " + clean_text(rules.campaign))
     return KEYWORD_SEPARATOR.join(sections)
-
-
-def build_context(
-    ctx: SessionContext, placement: PlacementKind, rules: MerchRules | None, products: ProductLookup
-) -> str:
-    return render(context_facts(ctx, placement, rules, products))
 
 
 def theme_input(context: str) -> str:

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
-from models.providers import create_session
+from models.providers import create_session, ort
 from streams.contracts.errors import VitrineError
 
 MODEL_FILE = "model.onnx"

@@ -11,13 +11,44 @@ import ctypes
 import logging
 import os
 from functools import cache
+from importlib import metadata
 from pathlib import Path
-
-import onnxruntime as ort
 
 from streams.contracts.errors import VitrineError
 
 log = logging.getLogger(__name__)
+
+RUNTIME_EXTRAS = "pip install 'vitrine[cpu]' on CPU machines, 'vitrine[cuda12]' or 'vitrine[cuda13]' on GPU machines"
+
+
+class RuntimeMissing(VitrineError, ImportError):
+    """No usable ONNX Runtime in this environment: none installed, or two that overwrite each other."""
+
+
+def installed_runtimes() -> list[str]:
+    """The ONNX Runtime distributions installed here; ``onnxruntime`` and ``onnxruntime-gpu`` share one package
+    directory, so with both the one installed last has silently replaced files of the other."""
+    found = []
+    for name in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+        found.append(name)
+    return found
+
+
+def _check_one_runtime() -> None:
+    runtimes = installed_runtimes()
+    if len(runtimes) > 1:
+        raise RuntimeMissing(f"both {' and '.join(runtimes)} are installed: keep one ({RUNTIME_EXTRAS})")
+
+
+_check_one_runtime()
+try:
+    import onnxruntime as ort
+except ModuleNotFoundError as exc:
+    raise RuntimeMissing(f"no ONNX Runtime installed: {RUNTIME_EXTRAS}") from exc
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"

@@ -23,11 +23,10 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from models.constrained import KeywordTokenizer, KeywordTrie, KeywordWalk
-from models.providers import resolve_providers, session_options
+from models.providers import ort, resolve_providers, session_options
 from streams.contracts.errors import VitrineError
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from models.context import ContextFacts
 
 @dataclass(frozen=True, slots=True)
 class TeacherInput:
-    context: str  # models.context.build_context(...) text, what the student will read
+    context: str  # models.context.render(context_facts(...)) text, what the student will read
     facts: ContextFacts  # the same context, structured, for teachers that reason over fields
 
 

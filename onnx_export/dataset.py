@@ -207,8 +207,3 @@ def write_examples(examples: Sequence[Example], out_dir: Path, meta: dict[str, o
                 if ex.split == split:
                     fh.write(ex.to_json() + b"\n")
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-
-
-def read_examples(path: Path) -> list[Example]:
-    with path.open("rb") as fh:
-        return [Example.from_json(line) for line in fh if line.strip()]

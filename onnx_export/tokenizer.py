@@ -9,7 +9,6 @@ decoder start), eos=1, unk=2.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import Unigram
@@ -50,7 +49,3 @@ def to_transformers(tok: Tokenizer) -> PreTrainedTokenizerFast:
         unk_token=UNK,
         model_input_names=["input_ids", "attention_mask"],
     )
-
-
-def load_tokenizer(path: Path) -> PreTrainedTokenizerFast:
-    return to_transformers(Tokenizer.from_file(str(path)))

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
+import tempfile
 from pathlib import Path
 
 from aiokafka.errors import KafkaError
@@ -15,6 +16,32 @@ from streams.contracts.errors import VitrineError
 from streams.runtime.settings import Settings
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def _writable(path: Path, *, directory: bool) -> Path:
+    """Refuse an output path that cannot be written before any expensive work starts (a catalog build or a
+    training run that fails on its last step wastes its whole run)."""
+    probe = path if directory else path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: {probe} is not a directory")
+    if not directory and path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a directory, a file path is needed")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"{path}: cannot write under {probe} ({exc.strerror})") from exc
+    return path
+
+
+def output_dir(value: str) -> Path:
+    return _writable(Path(value), directory=True)
+
+
+def output_file(value: str) -> Path:
+    return _writable(Path(value), directory=False)
 
 
 def _speed(text: str) -> float:
@@ -77,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run a local single-node Kafka broker (KRaft) until interrupted",
         description="Fetches Apache Kafka from Maven Central once, then starts it on 127.0.0.1.",
     )
-    b.add_argument("--data-dir", type=Path, default=Path("var/kafka"), help="log dir of the broker (wiped)")
+    b.add_argument("--data-dir", type=output_dir, default=Path("var/kafka"), help="log dir of the broker (wiped)")
 
     r = sub.add_parser(
         "replay",
@@ -110,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("path", type=Path, help="REES46 CSV, Online Retail II CSV(.gz) or the project's JSONL")
     e.add_argument("--format", choices=["rees46", "online-retail", "jsonl"], help="default: from the file's header")
     e.add_argument("--k", type=_positive, default=12, help="page size (default 12)")
-    e.add_argument("--out", type=Path, help="write the Markdown report here (e.g. docs/eval/rees46.md)")
+    e.add_argument("--out", type=output_file, help="write the Markdown report here (e.g. docs/eval/rees46.md)")
     e.add_argument("--limit", type=_positive, help="evaluate only the first N events of the log")
     e.add_argument(
         "--cutoff",
@@ -152,7 +179,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--rees46", type=Path, action="append", default=[], help="REES46 event CSV")
     c.add_argument("--online-retail", type=Path, action="append", default=[], help="Online Retail II CSV(.gz)")
     c.add_argument("--products", type=Path, action="append", default=[], help="product file (CSV or JSONL)")
-    c.add_argument("--out", type=Path, default=Path("var/catalog"), help="artifacts directory (default var/catalog)")
+    c.add_argument(
+        "--out", type=output_dir, default=Path("var/catalog"), help="artifacts directory (default var/catalog)"
+    )
     c.add_argument("--limit", type=_positive, help="at most N products from each source")
 
     x = sub.add_parser(
@@ -161,7 +190,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Writes model.onnx (pooling and normalisation inside), tokenizer.json and embedder_card.json, "
         "after checking the export against sentence-transformers.",
     )
-    x.add_argument("--out", type=Path, help="target directory (default VITRINE_EMBEDDER_DIR, var/models/minilm)")
+    x.add_argument("--out", type=output_dir, help="target directory (default VITRINE_EMBEDDER_DIR, var/models/minilm)")
 
     t = sub.add_parser(
         "train-student",
@@ -173,8 +202,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--catalog", type=Path, help="catalog artifacts (default VITRINE_CATALOG_DIR or var/catalog)")
     t.add_argument("--data", type=Path, default=DEFAULT_DATA / "rees46" / "2019-Oct-head.csv", help="event log")
-    t.add_argument("--out", type=Path, help="model directory (default VITRINE_MODEL_DIR, models/student)")
-    t.add_argument("--work-dir", type=Path, help="dataset, tokenizer, torch weights (default var/student)")
+    t.add_argument("--out", type=output_dir, help="model directory (default VITRINE_MODEL_DIR, models/student)")
+    t.add_argument("--work-dir", type=output_dir, help="dataset, tokenizer, torch weights (default var/student)")
     t.add_argument("--steps", type=_positive, help="training steps (default 1000; --quick: 40)")
     t.add_argument(
         "--quick", action="store_true", help="tiny model, few requests and steps (default dirs under var/student-quick)"

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 from dockerfile_parse import DockerfileParser
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from streams.generator.setup import load_generator_parts
 from streams.runtime.settings import Settings
@@ -209,12 +212,13 @@ def test_student_model_dir_is_copied_where_the_settings_point() -> None:
 def test_cuda_build_targets_cuda12() -> None:
     stages = {s.name: s for s in parse_stages(DOCKERFILE)}
     runs = " ".join(v for s in lineage(list(stages.values()), "builder-cuda") for k, v in s.instructions if k == "RUN")
-    match = re.search(r"--constraint\s+(\S+)", runs)
-    assert match, "builder-cuda must pin onnxruntime-gpu to a CUDA 12 build"
+    match = re.search(r"-r\s+(\S+\.lock)", runs)
+    assert match, "builder-cuda must install from a lock file"
     pins = (REPO / match.group(1)).read_text()
     version = re.search(r"^onnxruntime-gpu==(\d+)\.(\d+)", pins, re.M)
     assert version and (int(version.group(1)), int(version.group(2))) < (1, 27), "ORT >= 1.27 wheels are CUDA 13"
-    assert "onnxruntime-gpu[cuda,cudnn]" in runs, "CUDA/cuDNN libraries come as nvidia-*-cu12 wheels"
+    assert re.search(r"^nvidia-cudnn-cu12==9\.", pins, re.M), "cuDNN 9 for CUDA 12 comes as a nvidia-*-cu12 wheel"
+    assert not re.search(r"^onnxruntime==", pins, re.M), "never both runtimes in one environment"
     cuda_runs = " ".join(v for k, v in stages["cuda"].instructions if k == "RUN")
     assert "ldconfig" in cuda_runs, "the wheels' libraries must be on the loader path"
 
@@ -289,6 +293,7 @@ def test_checker_rejects_a_bad_dockerfile(tmp_path: Path) -> None:
     [
         ("pip install . && pip check", True),
         ('pip install --constraint c.txt . "onnxruntime-gpu[cuda,cudnn]"', True),
+        ("pip install --no-deps -r docker/requirements-cpu.lock && pip install --no-deps .", True),
         ("pip install -r requirements.txt", False),
         ("pip install ./wheels/x.whl", False),
         ("python -m pip install --no-deps .", True),
@@ -297,3 +302,21 @@ def test_checker_rejects_a_bad_dockerfile(tmp_path: Path) -> None:
 )
 def test_installs_project(command: str, expected: bool) -> None:
     assert installs_project(command) is expected
+
+
+@pytest.mark.parametrize("extra", ["cpu", "cuda12"])
+def test_lock_files_satisfy_pyproject(extra: str) -> None:
+    """Every runtime dependency of pyproject (and the extra) is pinned in the lock at a version it accepts."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = {}
+    for line in (REPO / "docker" / f"requirements-{extra}.lock").read_text().splitlines():
+        if "==" in line and not line.startswith((" ", "#")):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = Version(version.strip())
+    for spec in [*project["dependencies"], *project["optional-dependencies"][extra]]:
+        req = Requirement(spec)
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} missing from requirements-{extra}.lock: run make lock"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{req} vs {pins[name]}: run make lock"
+    other = {"cpu": "onnxruntime-gpu", "cuda12": "onnxruntime"}[extra]
+    assert other not in pins, f"requirements-{extra}.lock carries {other} too"

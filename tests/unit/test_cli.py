@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from streams.cli import main
@@ -39,3 +41,28 @@ def test_simulate_reports_the_configured_policy_first(capsys: pytest.CaptureFixt
     rows = [line for line in out.splitlines() if line.startswith("| ")]
     assert rows[1].startswith("| configured TriggerPolicy(min_events=3")
     assert len(rows) == 9  # header + configured + 7 neighbours
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["catalog", "--out", "/proc/vitrine-catalog"],
+        ["train-student", "--out", "/proc/vitrine-model"],
+        ["export-embedder", "--out", "/etc/hostname/embedder"],
+        ["eval", "x.csv", "--out", "/proc/vitrine/report.md"],
+    ],
+)
+def test_unwritable_output_is_refused_before_any_work(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--out" in err and ("cannot write under" in err or "is not a directory" in err)
+
+
+def test_writable_output_is_accepted_and_not_created(tmp_path: Path) -> None:
+    from streams.cli import output_dir, output_file
+
+    assert output_dir(str(tmp_path / "a" / "b")) == tmp_path / "a" / "b"
+    assert output_file(str(tmp_path / "r.md")) == tmp_path / "r.md"
+    assert not (tmp_path / "a").exists()

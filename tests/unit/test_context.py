@@ -12,11 +12,11 @@ from models.context import (
     THEME_PREFIX,
     MerchRules,
     PlacementKind,
-    build_context,
     context_facts,
     format_keywords,
     keywords_input,
     parse_keywords,
+    render,
     theme_input,
 )
 from streams.contracts.regen import RecentItem, SessionContext
@@ -52,14 +52,14 @@ def _ctx(recent: list[tuple[str, str]], query: str | None = None) -> SessionCont
 
 def test_context_lists_recent_items_first_and_folds_repeats() -> None:
     ctx = _ctx([("1", "view"), ("2", "view"), ("1", "view"), ("3", "cart"), ("missing", "view")])
-    text = build_context(ctx, PlacementKind.HERO, None, PRODUCTS.get)
+    text = render(context_facts(ctx, PlacementKind.HERO, None, PRODUCTS.get))
     assert text == "hero | cart audio.headphone sony 64-128 ; view electronics.smartphone samsung 128-256 x2"
 
 
 def test_context_renders_query_rules_and_titles_without_breaking_the_layout() -> None:
     rules = MerchRules(boost=("appliances.kitchen.washer",), exclude=("kids",), campaign="Black | Friday")
     ctx = _ctx([("4", "purchase")], query="heart ; holder | red")
-    text = build_context(ctx, PlacementKind.DEALS, rules, PRODUCTS.get)
+    text = render(context_facts(ctx, PlacementKind.DEALS, rules, PRODUCTS.get))
     assert text == (
         "deals | buy white hanging heart t-light 2-4 | q: heart holder red | boost: kitchen.washer "
         "| exclude: kids | campaign: black friday"
@@ -77,7 +77,8 @@ def test_context_keeps_at_most_max_items() -> None:
 
 def test_empty_session_still_gives_a_context() -> None:
     assert (
-        build_context(_ctx([]), PlacementKind.BECAUSE_YOU_VIEWED, None, PRODUCTS.get) == "because_you_viewed | no items"
+        render(context_facts(_ctx([]), PlacementKind.BECAUSE_YOU_VIEWED, None, PRODUCTS.get))
+        == "because_you_viewed | no items"
     )
 
 
@@ -113,6 +114,6 @@ def test_worst_case_context_length_is_bounded() -> None:
     products = {str(i): P(long, ".".join([long] * 5) + str(i), long + str(i), 1e9) for i in range(8)}
     rules = MerchRules(boost=(long,), exclude=(long,), campaign=long)
     ctx = _ctx([(str(i), "remove_from_cart") for i in range(8)], query=long)
-    text = build_context(ctx, PlacementKind.BECAUSE_YOU_VIEWED, rules, products.get)
+    text = render(context_facts(ctx, PlacementKind.BECAUSE_YOU_VIEWED, rules, products.get))
     assert len(text) < 1500
     assert text.count(";") == MAX_ITEMS - 1
