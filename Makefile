@@ -6,6 +6,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LLM_STAMP := $(VENV)/.installed-llm
+# llama-cpp-python compiles llama.cpp once (then pip's wheel cache serves it). A portable x86-64 (AVX2) build:
+# the native one uses AMX/AVX-512 paths that fault in some sandboxes and VMs that report those CPU flags.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
 .PHONY: demo test lint bench lock
 
@@ -16,6 +20,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,train,cpu]'
 	touch $(STAMP)
 
+# The tests also run the LLM teacher against a real local server (the `llm` extra); the demo does not need it.
+$(LLM_STAMP): $(STAMP)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install --quiet -e '.[llm]'
+	touch $(LLM_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/vitrine demo
 
@@ -25,7 +34,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+test: lint $(LLM_STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import json
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from models.context import (
     render,
     theme_input,
 )
+from models.embedder import Embed
 from models.teacher import Teacher, TeacherInput
 from streams.catalog.artifacts import Catalog
 from streams.contracts.errors import InvalidEvent, VitrineError
@@ -52,8 +53,6 @@ TRAIN_FILE, TEST_FILE, META_FILE = "train.jsonl", "test.jsonl", "meta.json"
 QUERY_SHARE = 0.10
 RULES_SHARE = 0.15
 CAMPAIGNS = ("summer sale", "black friday", "back to school", "new arrivals", "weekend offers", "clearance")
-
-Embed = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 
 
 class DatasetError(VitrineError):

@@ -12,6 +12,7 @@ import shlex
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from models.context import FORMAT_VERSION, PLACEMENTS, THEME_PREFIX
 from models.embedder import Embedder
 from models.student import Student
+from models.teacher import Teacher
 from models.teacher_catalog import CatalogTeacher
 from onnx_export.dataset import (
     Cut,
@@ -40,9 +42,11 @@ from onnx_export.export import (
     quantize_int8,
 )
 from onnx_export.model_card import write_model_card
+from onnx_export.teacher_openai import OpenAITeacher
 from onnx_export.tokenizer import DEFAULT_VOCAB, TOKENIZER_FILE, to_transformers, train_tokenizer
 from onnx_export.train import QUICK_SHAPE, StudentShape, TrainConfig, train_student
 from streams.catalog.artifacts import Catalog
+from streams.contracts.events import ClickEvent
 from streams.runtime.settings import Settings
 
 PARITY_EXAMPLES = 64
@@ -62,6 +66,7 @@ class PipelineOptions:
     eval_limit: int = 800
     init_from: Path | None = None
     fp16_in_out_dir: bool = False
+    teacher: str = "catalog"  # "catalog" (rules over the catalog) or "openai" (VITRINE_TEACHER_* endpoint)
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
@@ -73,6 +78,25 @@ def _thin(cuts: list[Cut], n: int) -> list[Cut]:
     """An even sample over time, so a quick run still has train and test requests."""
     step = max(1, len(cuts) // n)
     return cuts[::step][:n]
+
+
+def catalog_teacher_for(catalog: Catalog, events: Sequence[ClickEvent], test_at: int) -> CatalogTeacher:
+    """The rule teacher, with co-occurrence learned from the training period only."""
+    return CatalogTeacher.build(
+        keywords=catalog.keywords,
+        products=((p.category, p.price) for p in catalog.products),
+        events=(e for e in events if e.ts < test_at),
+    )
+
+
+def select_teacher(name: str, catalog_teacher: CatalogTeacher, settings: Settings, work_dir: Path) -> Teacher:
+    """``catalog`` or ``openai``: any OpenAI-compatible endpoint from VITRINE_TEACHER_BASE_URL / _MODEL / _API_KEY,
+    its replies cached under ``work_dir`` so a rerun costs no second call."""
+    if name == "catalog":
+        return catalog_teacher
+    if name == "openai":
+        return OpenAITeacher.from_settings(settings, cache_dir=work_dir / "teacher-cache")
+    raise ValueError(f"unknown teacher {name!r} (catalog or openai)")
 
 
 def run_pipeline(opts: PipelineOptions, settings: Settings) -> dict[str, Any]:
@@ -93,13 +117,11 @@ def run_pipeline(opts: PipelineOptions, settings: Settings) -> dict[str, Any]:
     if opts.quick:
         cuts = _thin(cuts, QUICK_CUTS)
     _say(f"{len(events):,} events, {len(cuts):,} regeneration requests ({opts.log_path.name}), test from ts {test_at}")
-    teacher = CatalogTeacher.build(
-        keywords=catalog.keywords,
-        products=((p.category, p.price) for p in catalog.products),
-        events=(e for e in events if e.ts < test_at),
-    )
+    catalog_teacher = catalog_teacher_for(catalog, events, test_at)
+    teacher = select_teacher(opts.teacher, catalog_teacher, settings, opts.work_dir)
     embedder = Embedder.load(settings.embedder_dir, "CPUExecutionProvider")
-    examples = build_examples(cuts, catalog, teacher, embedder.embed, popular=teacher.popular_categories())
+    # Merchandising rules are drawn from the catalog teacher's popular categories whichever teacher labels.
+    examples = build_examples(cuts, catalog, teacher, embedder.embed, popular=catalog_teacher.popular_categories())
     train = [e for e in examples if e.split == "train"]
     test = [e for e in examples if e.split == "test"]
     data_dir = opts.work_dir / "data"
@@ -112,6 +134,7 @@ def run_pipeline(opts: PipelineOptions, settings: Settings) -> dict[str, Any]:
         "train_examples": len(train),
         "test_examples": len(test),
         "context_format": FORMAT_VERSION,
+        "teacher": repr(teacher),
     }
     write_examples(examples, data_dir, meta)
     _say(f"examples: {len(train):,} train, {len(test):,} test -> {data_dir}")

@@ -39,6 +39,8 @@ T = TypeVar("T")
 MIN_KEYWORDS, MAX_KEYWORDS = 3, 5
 MAX_THEME_CHARS = 60
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+# How replies are asked for: plain JSON mode, a schema inside json_object (llama.cpp, vLLM), OpenAI's json_schema.
+RESPONSE_FORMATS = ("json_object", "json_object_schema", "json_schema")
 
 CONTEXT_HELP = (
     "Each context is one line: the placement (hero = the shopper's main intent; because_you_viewed = "
@@ -86,6 +88,7 @@ class OpenAITeacher:
         timeout_s: float = 60.0,
         backoff_s: float = 1.0,
         json_mode: bool = True,
+        response_format: str = "json_object",
     ) -> None:
         self.model = model
         self.cache_dir = cache_dir
@@ -94,6 +97,9 @@ class OpenAITeacher:
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.json_mode = json_mode
+        if response_format not in RESPONSE_FORMATS:
+            raise TeacherError(f"teacher response format {response_format!r}: one of {', '.join(RESPONSE_FORMATS)}")
+        self.response_format = response_format
         self.dropped_keywords = 0  # keywords the teacher proposed outside the candidates
         self._url = base_url.rstrip("/") + "/chat/completions"
         headers = {"Content-Type": "application/json"}
@@ -112,6 +118,7 @@ class OpenAITeacher:
             model=settings.teacher_model,
             api_key=settings.teacher_api_key,
             cache_dir=cache_dir,
+            response_format=settings.teacher_response_format,
             **options,
         )
 
@@ -125,7 +132,7 @@ class OpenAITeacher:
 
     def themes(self, contexts: list[TeacherInput]) -> list[str]:
         items = [{"id": i + 1, "context": c.context} for i, c in enumerate(contexts)]
-        return self._batched(items, THEMES_PROMPT, self._parse_themes)
+        return self._batched(items, THEMES_PROMPT, self._parse_themes, _themes_schema, tokens_per_item=32)
 
     def keywords(self, contexts: list[TeacherInput], themes: list[str], candidates: list[list[str]]) -> list[list[str]]:
         if not len(contexts) == len(themes) == len(candidates):
@@ -134,34 +141,47 @@ class OpenAITeacher:
             {"id": i + 1, "context": c.context, "theme": t, "candidates": list(k)}
             for i, (c, t, k) in enumerate(zip(contexts, themes, candidates, strict=True))
         ]
-        return self._batched(items, KEYWORDS_PROMPT, self._parse_keywords)
+        return self._batched(items, KEYWORDS_PROMPT, self._parse_keywords, _keywords_schema, tokens_per_item=64)
 
     # --- batching, caching, retries --------------------------------------------------------
 
     def _batched(
-        self, items: list[dict[str, Any]], system: str, parse: Callable[[str, list[dict[str, Any]]], list[T]]
+        self,
+        items: list[dict[str, Any]],
+        system: str,
+        parse: Callable[[str, list[dict[str, Any]]], list[T]],
+        schema: Callable[[list[dict[str, Any]]], dict[str, Any]],
+        *,
+        tokens_per_item: int,
     ) -> list[T]:
         n = self.contexts_per_request
         chunks = [items[i : i + n] for i in range(0, len(items), n)]
         with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(chunks)))) as pool:
-            results = list(pool.map(lambda chunk: self._ask(system, chunk, parse), chunks))
+            results = list(pool.map(lambda chunk: self._ask(system, chunk, parse, schema, tokens_per_item), chunks))
         return [x for chunk in results for x in chunk]
 
     def _ask(
-        self, system: str, items: list[dict[str, Any]], parse: Callable[[str, list[dict[str, Any]]], list[T]]
+        self,
+        system: str,
+        items: list[dict[str, Any]],
+        parse: Callable[[str, list[dict[str, Any]]], list[T]],
+        schema: Callable[[list[dict[str, Any]]], dict[str, Any]],
+        tokens_per_item: int,
     ) -> list[T]:
         # ids restart at 1 in every prompt, so equal chunks make equal prompts (and hit the cache).
         items = [{**item, "id": i + 1} for i, item in enumerate(items)]
         body: dict[str, Any] = {
             "model": self.model,
             "temperature": 0,
+            # A bound on the reply: a small model can otherwise loop on JSON whitespace until its context is full.
+            "max_tokens": 32 + tokens_per_item * len(items),
             "messages": [
                 {"role": "system", "content": system},
                 {"role": "user", "content": json.dumps({"items": items}, ensure_ascii=False)},
             ],
         }
         if self.json_mode:
-            body["response_format"] = {"type": "json_object"}
+            body["response_format"] = self._response_format(schema(items))
         key = hashlib.sha256(json.dumps([self.model, body["messages"]], sort_keys=True).encode()).hexdigest()
         cached = self._cache_get(key)
         if cached is not None:
@@ -196,6 +216,16 @@ class OpenAITeacher:
             self._cache_put(key, content)
             return result
         raise TeacherError(f"teacher {self._url}: gave up after {self.max_retries + 1} attempts, last: {last}")
+
+    def _response_format(self, schema: dict[str, Any]) -> dict[str, Any]:
+        """JSON replies, shaped by the schema where the server can enforce one: OpenAI's structured outputs
+        (``json_schema``), or a schema inside ``json_object`` (llama.cpp, vLLM), which a grammar then enforces
+        token by token, so even a small model answers with the right count and only candidate keywords."""
+        if self.response_format == "json_schema":
+            return {"type": "json_schema", "json_schema": {"name": "labels", "schema": schema, "strict": False}}
+        if self.response_format == "json_object_schema":
+            return {"type": "json_object", "schema": schema}
+        return {"type": "json_object"}
 
     def _delay(self, attempt: int, last: str, retry_after: str | None) -> float:
         """Exponential backoff with jitter; the server's Retry-After (seconds) wins when it is longer."""
@@ -258,6 +288,31 @@ class OpenAITeacher:
                     chosen.append(match)
             out.append(chosen[:MAX_KEYWORDS])
         return out
+
+
+def _themes_schema(items: list[dict[str, Any]]) -> dict[str, Any]:
+    theme = {"type": "string", "minLength": 3, "maxLength": MAX_THEME_CHARS}
+    themes = {"type": "array", "items": theme, "minItems": len(items), "maxItems": len(items)}
+    return {"type": "object", "properties": {"themes": themes}, "required": ["themes"], "additionalProperties": False}
+
+
+def _keywords_schema(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per item, a list drawn from that item's own candidates: the candidate constraint, as a schema."""
+    per_item = []
+    for item in items:
+        candidates = list(dict.fromkeys(item["candidates"]))
+        if not candidates:
+            per_item.append({"type": "array", "maxItems": 0})
+            continue
+        low, high = min(MIN_KEYWORDS, len(candidates)), min(MAX_KEYWORDS, len(candidates))
+        per_item.append({"type": "array", "items": {"enum": candidates}, "minItems": low, "maxItems": high})
+    keywords = {"type": "array", "prefixItems": per_item, "minItems": len(items), "maxItems": len(items)}
+    return {
+        "type": "object",
+        "properties": {"keywords": keywords},
+        "required": ["keywords"],
+        "additionalProperties": False,
+    }
 
 
 def _content(response: httpx.Response) -> str:

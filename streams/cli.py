@@ -210,6 +210,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--init-from", type=Path, help="continue from a local PyTorch checkpoint directory")
     t.add_argument("--fp16-in-model-dir", action="store_true", help="write fp16/ into the model dir (else work dir)")
+    t.add_argument(
+        "--teacher",
+        choices=["catalog", "openai"],
+        default="catalog",
+        help="who labels the contexts: the catalog rules, or an OpenAI-compatible endpoint "
+        "(VITRINE_TEACHER_BASE_URL, _MODEL, _API_KEY; replies cached under the work dir)",
+    )
+
+    q = sub.add_parser(
+        "teachers",
+        help="compare the catalog teacher's labels with an OpenAI-compatible teacher's (needs the train extra)",
+        description="Labels the same held-out regeneration requests with both teachers and judges every "
+        "placement with the generator's quality filter.",
+    )
+    q.add_argument("--catalog", type=Path, help="catalog artifacts (default VITRINE_CATALOG_DIR or var/catalog)")
+    q.add_argument("--data", type=Path, default=DEFAULT_DATA / "rees46" / "2019-Oct-head.csv", help="event log")
+    q.add_argument("--requests", type=_positive, default=50, help="held-out requests to label (4 placements each)")
+    q.add_argument("--work-dir", type=output_dir, default=Path("var/teachers"), help="reply cache")
+    q.add_argument("--out", type=output_file, help="also write the Markdown report here")
     return p
 
 
@@ -305,9 +324,24 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             quick=args.quick,
             init_from=args.init_from,
             fp16_in_out_dir=args.fp16_in_model_dir,
+            teacher=args.teacher,
             command=["vitrine", *sys.argv[1:]],
         )
         run_pipeline(opts, settings)
+    elif args.command == "teachers":
+        from onnx_export.teacher_compare import run_comparison
+
+        report = run_comparison(
+            args.catalog or settings.catalog_dir or Path("var/catalog"),
+            args.data,
+            settings,
+            requests=args.requests,
+            work_dir=args.work_dir,
+            command=" ".join(["vitrine", *sys.argv[1:]]),
+        )
+        print(report, end="")
+        if args.out:
+            args.out.write_text(report)
     return 0
 
 

@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     )
     teacher_model: str = "gpt-4o-mini"
     teacher_api_key: SecretStr | None = None
+    teacher_response_format: str = Field(
+        default="json_schema",
+        description="json_schema (OpenAI structured outputs), json_object_schema (llama.cpp, vLLM) or json_object.",
+    )
 
     # --- operations --------------------------------------------------------------------
     web_host: str = "0.0.0.0"
