@@ -181,6 +181,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--init-from", type=Path, help="continue from a local PyTorch checkpoint directory")
     t.add_argument("--fp16-in-model-dir", action="store_true", help="write fp16/ into the model dir (else work dir)")
+    sc = sub.add_parser(
+        "schemas",
+        help="write the JSON Schemas of the wire formats (clickstream, regeneration, storefront, catalog)",
+        description="Generated from the models, so they always describe what the code accepts and emits. "
+        "--check exits 1 when the files on disk differ from the models (as CI does).",
+    )
+    sc.add_argument("--out", type=Path, default=Path("schemas"), help="directory (default schemas/)")
+    sc.add_argument("--check", action="store_true", help="compare instead of writing")
     return p
 
 
@@ -279,6 +287,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             command=["vitrine", *sys.argv[1:]],
         )
         run_pipeline(opts, settings)
+    elif args.command == "schemas":
+        from streams.contracts.schemas import stale_schemas, write_schemas
+
+        if args.check:
+            stale = stale_schemas(args.out)
+            print("schemas up to date" if not stale else "stale: " + ", ".join(stale) + " (run vitrine schemas)")
+            return 1 if stale else 0
+        print("\n".join(f"wrote {path}" for path in write_schemas(args.out)))
     return 0
 
 
