@@ -181,6 +181,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--init-from", type=Path, help="continue from a local PyTorch checkpoint directory")
     t.add_argument("--fp16-in-model-dir", action="store_true", help="write fp16/ into the model dir (else work dir)")
+    ex = sub.add_parser(
+        "experiment",
+        help="experiment analysis: `vitrine experiment report`",
+        description="Offline analysis of the arms the generator assigns (salted by VITRINE_EXPERIMENT_ID).",
+    )
+    ex_sub = ex.add_subparsers(dest="experiment_command", required=True, metavar="SUBCOMMAND")
+    er = ex_sub.add_parser(
+        "report",
+        help="per arm: cart adds per page view and per session with 95%% intervals; lift over control",
+        description="Joins exposures (storefront updates) with what each session did afterwards (cart adds, "
+        "purchases) and prints, per arm, cart adds per page view and per session with 95%% cluster-bootstrap "
+        "intervals, and each treatment's lift over control with its interval. Without files, reads "
+        "VITRINE_STOREFRONT_TOPIC and VITRINE_CLICKSTREAM_TOPIC from the start to their current end.",
+    )
+    er.add_argument("--exposures", type=Path, help="JSONL of storefront updates (default: the storefront topic)")
+    er.add_argument("--events", type=Path, help="event log, any replay format (default: the clickstream topic)")
+    er.add_argument("--format", choices=["rees46", "online-retail", "jsonl"], help="of --events; default: detected")
+    er.add_argument(
+        "--experiment", help="experiment id to read out (default VITRINE_EXPERIMENT_ID; `all`: every update)"
+    )
+    er.add_argument("--resamples", type=_positive, default=1000, help="bootstrap resamples (default 1000)")
+
     sc = sub.add_parser(
         "schemas",
         help="write the JSON Schemas of the wire formats (clickstream, regeneration, storefront, catalog)",
@@ -287,6 +309,30 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             command=["vitrine", *sys.argv[1:]],
         )
         run_pipeline(opts, settings)
+    elif args.command == "experiment":
+        from streams.datasets.readers import SourceFormat
+        from streams.experiments.readout import readout
+        from streams.experiments.sources import load_inputs
+
+        inputs = load_inputs(
+            settings,
+            exposures=args.exposures,
+            events=args.events,
+            events_format=SourceFormat(args.format) if args.format else None,
+        )
+        experiment = args.experiment or settings.experiment_id
+        result = readout(
+            inputs.exposures,
+            inputs.events,
+            experiment_id=None if experiment == "all" else experiment,
+            resamples=args.resamples,
+        )
+        print("\n".join(result.lines()))
+        print(f"\n{len(inputs.exposures)} storefront updates, {len(inputs.events)} events read", end="")
+        print("".join(f"; skipped {n} {why}" for why, n in sorted(inputs.skipped.items())))
+        if not result.arms:
+            print(f"no exposures of experiment {experiment!r} (--experiment all reads every update)")
+            return 1
     elif args.command == "schemas":
         from streams.contracts.schemas import stale_schemas, write_schemas
 
