@@ -67,6 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser(
+        "api",
+        help="serve storefronts over HTTP and the live preview page",
+        description="Consume VITRINE_STOREFRONT_TOPIC into a changelog-backed table (highest version per session) "
+        "and serve GET /storefronts/{session_id} (ETag, 304, 404 for an unknown session, forwarded to the instance "
+        "that owns the session's partition), the live preview page /preview, and /livez, /readyz (after table "
+        "recovery) and /metrics on VITRINE_WEB_PORT. Titles and prices come from VITRINE_CATALOG_DIR when set.",
+    )
+
+    sub.add_parser(
         "topics",
         help="create the clickstream, regeneration and dead-letter topics if missing",
         description="Idempotent: existing topics are left as they are.",
@@ -235,6 +244,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from streams.generator.app import run_generator
 
         run_generator(settings)
+    elif args.command == "api":
+        from streams.api.app import run_api
+
+        run_api(settings)
     elif args.command == "topics":
         from streams.runtime.topics import ensure_topics
 
