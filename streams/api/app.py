@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 from dataclasses import dataclass, field
 from importlib import resources
@@ -177,8 +178,8 @@ def create_api_app(settings: Settings) -> faust.App:
             stream = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
             try:
                 await stream.prepare(request)  # type: ignore[arg-type]  # the aiohttp driver's request
-                newest = sorted(table.values(), key=lambda e: e["page"]["published_at_ms"])[-SNAPSHOT_SESSIONS:]
-                for entry in newest:
+                newest = heapq.nlargest(SNAPSHOT_SESSIONS, table.values(), key=lambda e: e["page"]["published_at_ms"])
+                for entry in reversed(newest):
                     await stream.write(b"data: " + preview_message(entry) + b"\n\n")
                 while True:
                     try:
@@ -187,7 +188,7 @@ def create_api_app(settings: Settings) -> faust.App:
                         await stream.write(b": keepalive\n\n")
                         continue
                     await stream.write(b"data: " + message + b"\n\n")
-            except (ConnectionError, asyncio.CancelledError):
+            except ConnectionError:
                 pass  # the page was closed
             finally:
                 live.unsubscribe(queue)
