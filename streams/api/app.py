@@ -171,7 +171,8 @@ def create_api_app(settings: Settings) -> faust.App:
 
     @app.page(PREVIEW_EVENTS_PATH)
     class PreviewEvents(View):
-        """Server-sent events: the newest pages this instance holds, then every page as it is published."""
+        """Server-sent events: the newest pages this instance holds (and ``?session=``'s), then every page as
+        it is published."""
 
         async def get(self, request: Request) -> Any:
             queue = live.subscribe()
@@ -179,7 +180,8 @@ def create_api_app(settings: Settings) -> faust.App:
             try:
                 await stream.prepare(request)  # type: ignore[arg-type]  # the aiohttp driver's request
                 newest = heapq.nlargest(SNAPSHOT_SESSIONS, table.values(), key=lambda e: e["page"]["published_at_ms"])
-                for entry in reversed(newest):
+                asked = table.get(request.query.get("session", "").encode())  # ?session=ID: that one too
+                for entry in [*reversed(newest), *([asked] if asked is not None else [])]:
                     await stream.write(b"data: " + preview_message(entry) + b"\n\n")
                 while True:
                     try:

@@ -6,14 +6,12 @@ Needs Debian's ``chromium`` and ``chromium-driver`` (``make test`` installs them
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -40,19 +38,6 @@ def tiny_catalog(tmp_path: Path) -> Path:
     vectors = np.zeros((len(products), 4), dtype=np.float32)
     Catalog(products, vectors, [], np.zeros((0, 4), dtype=np.float32)).write(tmp_path / "catalog")
     return tmp_path / "catalog"
-
-
-@pytest.fixture
-def browser() -> Iterator[webdriver.Chrome]:
-    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert binary and driver, "install chromium and chromium-driver (make test does: apt-get install)"
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,800"):
-        options.add_argument(flag)
-    chrome = webdriver.Chrome(options=options, service=Service(executable_path=driver))
-    yield chrome
-    chrome.quit()
 
 
 def text(chrome: webdriver.Chrome, css: str) -> str:
