@@ -11,7 +11,7 @@ LLM_STAMP := $(VENV)/.installed-llm
 # the native one uses AMX/AVX-512 paths that fault in some sandboxes and VMs that report those CPU flags.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
-.PHONY: demo test lint bench lock
+.PHONY: demo test lint bench lock browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,12 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint $(LLM_STAMP)
+# The preview page's browser test drives Debian's Chromium through chromedriver (CI runs as root with apt).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -q && apt-get install -y -q chromium chromium-driver)
+
+test: lint browser $(LLM_STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

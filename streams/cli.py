@@ -94,6 +94,15 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser(
+        "api",
+        help="serve storefronts over HTTP and the live preview page",
+        description="Consume VITRINE_STOREFRONT_TOPIC into a changelog-backed table (highest version per session) "
+        "and serve GET /storefronts/{session_id} (ETag, 304, 404 for an unknown session, forwarded to the instance "
+        "that owns the session's partition), the live preview page /preview, and /livez, /readyz (after table "
+        "recovery) and /metrics on VITRINE_WEB_PORT. Titles and prices come from VITRINE_CATALOG_DIR when set.",
+    )
+
+    sub.add_parser(
         "topics",
         help="create the clickstream, regeneration and dead-letter topics if missing",
         description="Idempotent: existing topics are left as they are.",
@@ -229,6 +238,36 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--requests", type=_positive, default=50, help="held-out requests to label (4 placements each)")
     q.add_argument("--work-dir", type=output_dir, default=Path("var/teachers"), help="reply cache")
     q.add_argument("--out", type=output_file, help="also write the Markdown report here")
+    ex = sub.add_parser(
+        "experiment",
+        help="experiment analysis: `vitrine experiment report`",
+        description="Offline analysis of the arms the generator assigns (salted by VITRINE_EXPERIMENT_ID).",
+    )
+    ex_sub = ex.add_subparsers(dest="experiment_command", required=True, metavar="SUBCOMMAND")
+    er = ex_sub.add_parser(
+        "report",
+        help="per arm: cart adds per page view and per session with 95%% intervals; lift over control",
+        description="Joins exposures (storefront updates) with what each session did afterwards (cart adds, "
+        "purchases) and prints, per arm, cart adds per page view and per session with 95%% cluster-bootstrap "
+        "intervals, and each treatment's lift over control with its interval. Without files, reads "
+        "VITRINE_STOREFRONT_TOPIC and VITRINE_CLICKSTREAM_TOPIC from the start to their current end.",
+    )
+    er.add_argument("--exposures", type=Path, help="JSONL of storefront updates (default: the storefront topic)")
+    er.add_argument("--events", type=Path, help="event log, any replay format (default: the clickstream topic)")
+    er.add_argument("--format", choices=["rees46", "online-retail", "jsonl"], help="of --events; default: detected")
+    er.add_argument(
+        "--experiment", help="experiment id to read out (default VITRINE_EXPERIMENT_ID; `all`: every update)"
+    )
+    er.add_argument("--resamples", type=_positive, default=1000, help="bootstrap resamples (default 1000)")
+
+    sc = sub.add_parser(
+        "schemas",
+        help="write the JSON Schemas of the wire formats (clickstream, regeneration, storefront, catalog)",
+        description="Generated from the models, so they always describe what the code accepts and emits. "
+        "--check exits 1 when the files on disk differ from the models (as CI does).",
+    )
+    sc.add_argument("--out", type=Path, default=Path("schemas"), help="directory (default schemas/)")
+    sc.add_argument("--check", action="store_true", help="compare instead of writing")
     return p
 
 
@@ -253,6 +292,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from streams.generator.app import run_generator
 
         run_generator(settings)
+    elif args.command == "api":
+        from streams.api.app import run_api
+
+        run_api(settings)
     elif args.command == "topics":
         from streams.runtime.topics import ensure_topics
 
@@ -342,6 +385,38 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(report, end="")
         if args.out:
             args.out.write_text(report)
+    elif args.command == "experiment":
+        from streams.datasets.readers import SourceFormat
+        from streams.experiments.readout import readout
+        from streams.experiments.sources import load_inputs
+
+        inputs = load_inputs(
+            settings,
+            exposures=args.exposures,
+            events=args.events,
+            events_format=SourceFormat(args.format) if args.format else None,
+        )
+        experiment = args.experiment or settings.experiment_id
+        result = readout(
+            inputs.exposures,
+            inputs.events,
+            experiment_id=None if experiment == "all" else experiment,
+            resamples=args.resamples,
+        )
+        print("\n".join(result.lines()))
+        print(f"\n{len(inputs.exposures)} storefront updates, {len(inputs.events)} events read", end="")
+        print("".join(f"; skipped {n} {why}" for why, n in sorted(inputs.skipped.items())))
+        if not result.arms:
+            print(f"no exposures of experiment {experiment!r} (--experiment all reads every update)")
+            return 1
+    elif args.command == "schemas":
+        from streams.contracts.schemas import stale_schemas, write_schemas
+
+        if args.check:
+            stale = stale_schemas(args.out)
+            print("schemas up to date" if not stale else "stale: " + ", ".join(stale) + " (run vitrine schemas)")
+            return 1 if stale else 0
+        print("\n".join(f"wrote {path}" for path in write_schemas(args.out)))
     return 0
 
 

@@ -82,6 +82,7 @@ class StorefrontUpdate(_Frozen):
     published_at_ms: int
     trigger: str
     arm: Arm
+    experiment_id: str | None = Field(default=None, description="The experiment whose salt assigned ``arm``.")
     placements: list[Placement]
     degraded: bool = Field(description="Something failed and a fallback filled in; see degraded_reasons.")
     degraded_reasons: list[str] = Field(default_factory=list)

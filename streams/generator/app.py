@@ -98,7 +98,10 @@ def create_generator_app(settings: Settings) -> tuple[faust.App, StorefrontGener
     )
     parts = load_generator_parts(settings)
     generator = StorefrontGenerator(
-        assembler=parts.assembler, planner=parts.planner, control_share=settings.experiment_control_share
+        assembler=parts.assembler,
+        planner=parts.planner,
+        control_share=settings.experiment_control_share,
+        experiment_id=settings.experiment_id,
     )
     follower = CatalogFollower(settings, parts, app)
     changelog = versions.changelog_topic.get_topic_name()

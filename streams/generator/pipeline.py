@@ -4,18 +4,19 @@ Requests are taken in micro-batches (``VITRINE_GENERATOR_BATCH_MAX`` within
 ``VITRINE_GENERATOR_BATCH_WAIT_S``) so the model runs batched across sessions. Within a batch several
 requests of one session collapse to the newest; a request whose version is not above the last one
 published for its session is dropped (a redelivery after a crash, or an older request arriving late).
-Each session is hashed to an experiment arm, and the page is planned (themes and keywords), retrieved,
+Each session is hashed to an experiment arm (salted by ``VITRINE_EXPERIMENT_ID``, see
+streams.contracts.experiment), and the page is planned (themes and keywords), retrieved,
 fused and published keyed by session.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from streams.contracts.experiment import DEFAULT_EXPERIMENT_ID, assign_arm
 from streams.contracts.regen import RegenRequest
 from streams.contracts.storefront import Arm, StorefrontUpdate
 from streams.generator.assembly import PlacementPlan, StorefrontAssembler
@@ -42,12 +43,6 @@ class Planner(Protocol):
     def plan(self, requests: Sequence[RegenRequest]) -> list[PagePlan]: ...
 
 
-def arm_for(session_id: str, control_share: float, treatment: Arm) -> Arm:
-    """Stable per session (a hash, not a coin flip), so a shopper never switches arms mid-session."""
-    bucket = int.from_bytes(hashlib.blake2b(session_id.encode(), digest_size=8).digest(), "big") / 2**64
-    return Arm.CONTROL if bucket < control_share else treatment
-
-
 def coalesce(requests: Sequence[RegenRequest], published: Callable[[str], int]) -> list[RegenRequest]:
     """The newest request per session, and only if it is newer than what was published for it."""
     newest: dict[str, RegenRequest] = {}
@@ -64,14 +59,27 @@ def coalesce(requests: Sequence[RegenRequest], published: Callable[[str], int]) 
 class StorefrontGenerator:
     """The per-batch work, free of Kafka so tests and benchmarks can drive it directly."""
 
-    def __init__(self, *, assembler: StorefrontAssembler, planner: Planner | None, control_share: float = 0.1) -> None:
+    def __init__(
+        self,
+        *,
+        assembler: StorefrontAssembler,
+        planner: Planner | None,
+        control_share: float = 0.1,
+        experiment_id: str = DEFAULT_EXPERIMENT_ID,
+    ) -> None:
         self.assembler = assembler
         self.planner = planner
         self.control_share = control_share
+        self.experiment_id = experiment_id
 
     def generate(self, requests: Sequence[RegenRequest]) -> list[StorefrontUpdate]:
         treatment = self.planner.arm if self.planner is not None else Arm.CONTROL
-        arms = [arm_for(r.session_id, self.control_share, treatment) for r in requests]
+        arms = [
+            assign_arm(
+                r.session_id, experiment_id=self.experiment_id, control_share=self.control_share, treatment=treatment
+            )
+            for r in requests
+        ]
         planned = [r for r, arm in zip(requests, arms, strict=True) if arm is not Arm.CONTROL]
         plans: dict[str, PagePlan] = {}
         if planned and self.planner is not None:
@@ -92,7 +100,7 @@ class StorefrontGenerator:
                 model_version=version if arm is not Arm.CONTROL else None,
                 generation_ms=plan.generation_ms if plan is not None else 0.0,
                 degraded_reasons=plan.degraded if plan is not None else (),
-            )
+            ).model_copy(update={"experiment_id": self.experiment_id})
             updates.append(update)
             metrics.STOREFRONTS.labels(update.arm.value).inc()
             metrics.FALLBACK_PLACEMENTS.inc(sum(p.fallback for p in update.placements))

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.contracts.experiment import DEFAULT_EXPERIMENT_ID, MAX_SALT_BYTES
+
 
 class SecurityProtocol(StrEnum):
     PLAINTEXT = "PLAINTEXT"
@@ -102,6 +104,11 @@ class Settings(BaseSettings):
     items_per_placement: int = Field(default=6, ge=1)
     experiment_control_share: float = Field(
         default=0.1, ge=0, le=1, description="Share of sessions (by hash) shown the traditional control arm."
+    )
+    experiment_id: str = Field(
+        default=DEFAULT_EXPERIMENT_ID,
+        max_length=MAX_SALT_BYTES,
+        description="Salts the session hash that assigns arms: a new id draws a new split (stamped on every update).",
     )
 
     # --- network teacher (offline distillation labels; OpenAI-compatible chat completions) ----

@@ -16,7 +16,7 @@ class Block(importlib.abc.MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, Block())
-import streams.worker.app, streams.generator.app, streams.generator.setup, streams.catalog.build
+import streams.worker.app, streams.generator.app, streams.generator.setup, streams.catalog.build, streams.api.app
 print(sorted(m for m in sys.modules if m.split(".")[0] in {"torch", "transformers", "onnx_export"}))
 """
 

@@ -1,0 +1,1 @@
+"""The storefront API process: the latest page per session over HTTP, and a live preview page."""

@@ -1,0 +1,1 @@
+"""Offline experiment analysis: exposures (published storefronts) joined with what shoppers did next."""
