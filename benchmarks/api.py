@@ -71,7 +71,7 @@ async def publish(settings: Settings, n: int) -> None:
     await producer.start()
     try:
         for i in range(n):
-            await producer.send(settings.storefront_topic, page(i).to_json(), key=f"bench-{i}".encode())
+            await producer.send(settings.topics.storefront_topic, page(i).to_json(), key=f"bench-{i}".encode())
         await producer.flush()
     finally:
         await producer.stop()
@@ -111,7 +111,7 @@ def main() -> None:
         asyncio.run(publish(settings, args.sessions))
         proc = start_worker(settings, work / "api.log", "api")
         try:
-            endpoint = WorkerEndpoint(settings.web_port, proc)
+            endpoint = WorkerEndpoint(settings.operations.web_port, proc)
             endpoint.wait_ready(180)
             endpoint.wait_until(
                 lambda: endpoint.metric("vitrine_api_updates_total") >= args.sessions, 300, "through the topic"

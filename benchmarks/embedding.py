@@ -51,9 +51,9 @@ def main() -> None:
     threads = args.threads
     torch.set_num_threads(threads)
     settings = Settings()
-    ensure_embedder(settings.embedder_dir)
+    ensure_embedder(settings.catalog.embedder_dir)
     texts = catalog_texts(args.texts)
-    onnx = Embedder.load(settings.embedder_dir, "CPUExecutionProvider", intra_op_threads=threads)
+    onnx = Embedder.load(settings.catalog.embedder_dir, "CPUExecutionProvider", intra_op_threads=threads)
     model = SentenceTransformer(str(source_model_dir()), device="cpu")
 
     candidates: dict[str, Callable[[Sequence[str]], np.ndarray]] = {

@@ -42,7 +42,7 @@ async def send(settings: Settings, requests: list, rate: float | None) -> None:
                 if delay > 0:
                     await asyncio.sleep(delay)
             stamped = replace(request, requested_at_ms=int(time.time() * 1000))
-            await producer.send(settings.regen_topic, stamped.to_json(), key=request.session_id.encode())
+            await producer.send(settings.topics.regen_topic, stamped.to_json(), key=request.session_id.encode())
         await producer.flush()
     finally:
         await producer.stop()
@@ -80,13 +80,13 @@ def main() -> None:
         asyncio.run(ensure_topics(settings))
         proc = start_worker(settings, Path(tmp) / "generator.log", "generator")
         try:
-            endpoint = WorkerEndpoint(settings.web_port, proc)
+            endpoint = WorkerEndpoint(settings.operations.web_port, proc)
             endpoint.wait_ready(timeout_s=300)
             # Distinct sessions per run: every request is fresh (nothing coalesced or stale by version).
             latency_run = [replace(r, session_id=f"{r.session_id}~lat") for r in requests[:n_latency]]
             asyncio.run(send(settings, latency_run, args.rate))
             endpoint.wait_until(lambda: published(endpoint) >= len(latency_run), 300, "done with the latency run")
-            records = asyncio.run(read_topic(settings, settings.storefront_topic))
+            records = asyncio.run(read_topic(settings, settings.topics.storefront_topic))
             lat = [
                 r.timestamp - StorefrontUpdate.from_json(r.value).requested_at_ms
                 for r in records

@@ -112,9 +112,9 @@ def split_time(events: Sequence[ClickEvent], test_fraction: float) -> int:
 def regen_cuts(events: Sequence[ClickEvent], settings: Settings, test_at: int) -> Iterator[Cut]:
     """Every request the worker's tracker would publish for this log, with its split."""
     tracker = SessionTracker(
-        intent_space=load_intent_space(settings.catalog_dir),
+        intent_space=load_intent_space(settings.catalog.catalog_dir),
         policy=TriggerPolicy.from_settings(settings),
-        half_life_s=settings.affinity_half_life_s,
+        half_life_s=settings.worker.affinity_half_life_s,
     )
     states: dict[str, SessionState] = {}
     for offset, event in enumerate(events):

@@ -110,7 +110,7 @@ def run_pipeline(opts: PipelineOptions, settings: Settings) -> dict[str, Any]:
 
     t = time.perf_counter()
     catalog = Catalog.load(opts.catalog_dir)
-    settings = settings.model_copy(update={"catalog_dir": opts.catalog_dir})
+    settings = settings.replace(catalog_dir=opts.catalog_dir)
     events = load_events(opts.log_path)
     test_at = split_time(events, opts.test_fraction)
     cuts = list(regen_cuts(events, settings, test_at))
@@ -119,7 +119,7 @@ def run_pipeline(opts: PipelineOptions, settings: Settings) -> dict[str, Any]:
     _say(f"{len(events):,} events, {len(cuts):,} regeneration requests ({opts.log_path.name}), test from ts {test_at}")
     catalog_teacher = catalog_teacher_for(catalog, events, test_at)
     teacher = select_teacher(opts.teacher, catalog_teacher, settings, opts.work_dir)
-    embedder = Embedder.load(settings.embedder_dir, "CPUExecutionProvider")
+    embedder = Embedder.load(settings.catalog.embedder_dir, "CPUExecutionProvider")
     # Merchandising rules are drawn from the catalog teacher's popular categories whichever teacher labels.
     examples = build_examples(cuts, catalog, teacher, embedder.embed, popular=catalog_teacher.popular_categories())
     train = [e for e in examples if e.split == "train"]

@@ -98,16 +98,16 @@ def run_comparison(
 ) -> str:
     """``vitrine teachers``: the catalog teacher against the OpenAI-compatible one on held-out requests."""
     catalog = Catalog.load(catalog_dir)
-    settings = settings.model_copy(update={"catalog_dir": catalog_dir})
+    settings = settings.replace(catalog_dir=catalog_dir)
     events = load_events(log_path)
     test_at = split_time(events, 0.2)
     held_out = [c for c in regen_cuts(events, settings, test_at) if c.split == "test"]
     cuts = held_out[:: max(1, len(held_out) // requests)][:requests]
     catalog_teacher = catalog_teacher_for(catalog, events, test_at)
-    embedder = Embedder.load(settings.embedder_dir, "CPUExecutionProvider")
+    embedder = Embedder.load(settings.catalog.embedder_dir, "CPUExecutionProvider")
     teachers = {
         "catalog": catalog_teacher,
-        f"openai ({settings.teacher_model})": select_teacher("openai", catalog_teacher, settings, work_dir),
+        f"openai ({settings.teacher.teacher_model})": select_teacher("openai", catalog_teacher, settings, work_dir),
     }
     rows = compare_teachers(
         cuts,

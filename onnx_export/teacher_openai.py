@@ -111,14 +111,14 @@ class OpenAITeacher:
 
     @classmethod
     def from_settings(cls, settings: Settings, cache_dir: Path, **options: Any) -> OpenAITeacher:
-        if not settings.teacher_base_url:
+        if not settings.teacher.teacher_base_url:
             raise TeacherError("no teacher endpoint: set VITRINE_TEACHER_BASE_URL (and VITRINE_TEACHER_API_KEY)")
         return cls(
-            base_url=settings.teacher_base_url,
-            model=settings.teacher_model,
-            api_key=settings.teacher_api_key,
+            base_url=settings.teacher.teacher_base_url,
+            model=settings.teacher.teacher_model,
+            api_key=settings.teacher.teacher_api_key,
             cache_dir=cache_dir,
-            response_format=settings.teacher_response_format,
+            response_format=settings.teacher.teacher_response_format,
             **options,
         )
 

@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from streams.contracts.errors import VitrineError
-from streams.runtime.settings import Settings
+from streams.runtime.settings import Settings, describe_error
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings()
         return _run(args, settings)
     except ValidationError as exc:
-        parser.exit(2, f"vitrine: invalid settings:\n{exc}\n")
+        parser.exit(2, f"vitrine: invalid settings: {describe_error(exc)}\n")
     except (VitrineError, KafkaError) as exc:
         parser.exit(1, f"vitrine: error: {exc}\n")
 
@@ -350,16 +350,16 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "export-embedder":
         from onnx_export.embedder_export import export_embedder
 
-        model = export_embedder(args.out or settings.embedder_dir)
+        model = export_embedder(args.out or settings.catalog.embedder_dir)
         print(f"exported {model} (card: {model.parent / 'embedder_card.json'})")
     elif args.command == "train-student":
         from onnx_export.pipeline import PipelineOptions, run_pipeline
 
         opts = PipelineOptions(
-            catalog_dir=args.catalog or settings.catalog_dir or Path("var/catalog"),
+            catalog_dir=args.catalog or settings.catalog.catalog_dir or Path("var/catalog"),
             # A smoke run must never overwrite the real model: it gets its own directories.
             out_dir=args.out
-            or (Path("var/student-quick/model") if args.quick else settings.model_dir)
+            or (Path("var/student-quick/model") if args.quick else settings.generator.model_dir)
             or Path("models/student"),
             log_path=args.data,
             work_dir=args.work_dir or Path("var/student-quick" if args.quick else "var/student"),
@@ -375,7 +375,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from onnx_export.teacher_compare import run_comparison
 
         report = run_comparison(
-            args.catalog or settings.catalog_dir or Path("var/catalog"),
+            args.catalog or settings.catalog.catalog_dir or Path("var/catalog"),
             args.data,
             settings,
             requests=args.requests,
@@ -396,7 +396,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             events=args.events,
             events_format=SourceFormat(args.format) if args.format else None,
         )
-        experiment = args.experiment or settings.experiment_id
+        experiment = args.experiment or settings.generator.experiment_id
         result = readout(
             inputs.exposures,
             inputs.events,

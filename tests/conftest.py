@@ -102,7 +102,7 @@ class WorkerProcess:
 
     @property
     def endpoint(self) -> WorkerEndpoint:
-        return WorkerEndpoint(self.settings.web_port, self.proc)
+        return WorkerEndpoint(self.settings.operations.web_port, self.proc)
 
     def wait_ready(self, timeout_s: float = 300.0) -> None:
         """Generous: a generator loads the catalog, warms its keyword cache and loads two models first."""

@@ -86,13 +86,16 @@ def etag(version: int) -> str:
 
 
 def create_api_app(settings: Settings) -> faust.App:
-    app = faust_app(settings, app_id=f"{settings.app_id}-api")
+    app = faust_app(settings, app_id=f"{settings.topics.app_id}-api")
     topic = app.topic(
-        settings.storefront_topic, key_serializer="raw", value_serializer="raw", partitions=settings.topic_partitions
+        settings.topics.storefront_topic,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topics.topic_partitions,
     )
     # Value: {"page": <the update as published>, "changes": [what differs from the previous version]}.
     table = codec_table(app, settings, TABLE_NAME, "json", "Latest storefront per session (highest version wins).")
-    catalog = Catalog.load(settings.catalog_dir) if settings.catalog_dir is not None else None
+    catalog = Catalog.load(settings.catalog.catalog_dir) if settings.catalog.catalog_dir is not None else None
     live = Broadcast()
 
     def preview_message(entry: dict[str, Any]) -> bytes:
@@ -208,4 +211,4 @@ def run_api(settings: Settings) -> None:
     """Prepare the process, then run the Faust worker (and its web server) until it is stopped."""
     prepare_process(settings)
     app = create_api_app(settings)
-    faust.Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    faust.Worker(app, loglevel=settings.operations.log_level, quiet=True).execute_from_commandline()

@@ -122,8 +122,8 @@ def build_catalog(
     products, per_source, duplicates = read_products(sources, limit)
     if not products:
         raise CatalogError("the sources hold no products")
-    exported = prepare_embedder(settings.embedder_dir) if prepare_embedder is not None else False
-    embedder = Embedder.load(settings.embedder_dir, settings.onnx_providers)
+    exported = prepare_embedder(settings.catalog.embedder_dir) if prepare_embedder is not None else False
+    embedder = Embedder.load(settings.catalog.embedder_dir, settings.generator.onnx_providers)
     product_vectors = embed(embedder, [p.embedding_text() for p in products], desc="products", progress=progress)
     keywords = build_vocabulary(products)
     keyword_vectors = embed(embedder, [k.keyword for k in keywords], desc="keywords", progress=progress)
@@ -132,8 +132,11 @@ def build_catalog(
         sources=[str(s) for s in sources],
         n_products=len(products),
         n_keywords=len(keywords),
-        embedder={"dir": str(settings.embedder_dir), "sha256": file_sha256(settings.embedder_dir / MODEL_FILE)},
-        collection=settings.qdrant_collection,
+        embedder={
+            "dir": str(settings.catalog.embedder_dir),
+            "sha256": file_sha256(settings.catalog.embedder_dir / MODEL_FILE),
+        },
+        collection=settings.catalog.qdrant_collection,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     Catalog(products, product_vectors, keywords, keyword_vectors, manifest).write(out_dir)
@@ -147,8 +150,8 @@ def build_catalog(
     return BuildSummary(
         out_dir=out_dir,
         qdrant=where,
-        collection=settings.qdrant_collection,
-        embedder_dir=settings.embedder_dir,
+        collection=settings.catalog.qdrant_collection,
+        embedder_dir=settings.catalog.embedder_dir,
         provider=embedder.provider,
         per_source=per_source,
         duplicates=duplicates,

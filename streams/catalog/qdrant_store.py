@@ -66,11 +66,11 @@ class ProductStore:
     @classmethod
     def connect(cls, settings: Settings, catalog_dir: Path | None = None) -> ProductStore:
         """The server at ``qdrant_url``, or local mode under the catalog directory; the collection may not exist."""
-        if settings.qdrant_url:
-            key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-            client = QdrantClient(url=settings.qdrant_url, api_key=key)
-            return cls(client, settings.qdrant_collection, where=settings.qdrant_url, local=False)
-        catalog_dir = catalog_dir or settings.catalog_dir
+        if settings.catalog.qdrant_url:
+            key = settings.catalog.qdrant_api_key.get_secret_value() if settings.catalog.qdrant_api_key else None
+            client = QdrantClient(url=settings.catalog.qdrant_url, api_key=key)
+            return cls(client, settings.catalog.qdrant_collection, where=settings.catalog.qdrant_url, local=False)
+        catalog_dir = catalog_dir or settings.catalog.catalog_dir
         if catalog_dir is None:
             raise CatalogError("no Qdrant: set VITRINE_QDRANT_URL, or VITRINE_CATALOG_DIR for local mode")
         path = catalog_dir / QDRANT_DIR
@@ -78,7 +78,7 @@ class ProductStore:
             client = QdrantClient(path=str(path))
         except RuntimeError as exc:  # the local storage is locked by another client
             raise CatalogError(f"{path}: {exc}") from exc
-        return cls(client, settings.qdrant_collection, where=str(path), local=True)
+        return cls(client, settings.catalog.qdrant_collection, where=str(path), local=True)
 
     @classmethod
     def open(cls, settings: Settings, catalog_dir: Path | None = None) -> ProductStore:

@@ -83,24 +83,22 @@ def run_demo(settings: Settings, *, data: Path, speed: float, show: int) -> int:
         if not bootstrap:
             print("starting a local Kafka broker (first run fetches it from Maven Central) ...", flush=True)
             bootstrap = stack.enter_context(LocalKafka(DEMO_DIR / "kafka")).bootstrap
-        demo = settings.model_copy(
-            update={
-                "kafka_bootstrap_servers": bootstrap,
-                "app_id": run,
-                "clickstream_topic": f"{run}-clickstream",
-                "regen_topic": f"{run}-regen",
-                "dlq_topic": f"{run}-dlq",
-                "storefront_topic": f"{run}-storefronts",
-                "catalog_updates_topic": f"{run}-catalog-updates",
-                "catalog_dir": catalog_dir,
-                "log_level": "WARNING",
-            }
+        demo = settings.replace(
+            kafka_bootstrap_servers=bootstrap,
+            app_id=run,
+            clickstream_topic=f"{run}-clickstream",
+            regen_topic=f"{run}-regen",
+            dlq_topic=f"{run}-dlq",
+            storefront_topic=f"{run}-storefronts",
+            catalog_updates_topic=f"{run}-catalog-updates",
+            catalog_dir=catalog_dir,
+            log_level="WARNING",
         )
         endpoints = {}
         for command in ("worker", "generator"):
             port = free_port()
             proc = start_worker(
-                demo.model_copy(update={"web_port": port, "data_dir": DEMO_DIR / command}),
+                demo.replace(web_port=port, data_dir=DEMO_DIR / command),
                 DEMO_DIR / f"{command}.log",
                 command,
             )
@@ -123,7 +121,9 @@ def run_demo(settings: Settings, *, data: Path, speed: float, show: int) -> int:
                 return handled >= requests
 
             generator.wait_until(done, 600, "done with every request")
-        updates = [StorefrontUpdate.from_json(r.value) for r in asyncio.run(read_topic(demo, demo.storefront_topic))]
+        updates = [
+            StorefrontUpdate.from_json(r.value) for r in asyncio.run(read_topic(demo, demo.topics.storefront_topic))
+        ]
 
         print(f"\n{len(updates):,} storefronts from {int(requests):,} requests ({summary.sent:,} events); a sample:\n")
         for update in _sample(updates, show):

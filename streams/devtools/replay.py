@@ -84,7 +84,7 @@ async def replay(
     try:
         for rec in tqdm(records, desc="replay", unit="ev", disable=not progress, mininterval=0.5):
             await pacer.wait(rec.ts)
-            pending.append(await producer.send(settings.clickstream_topic, rec.value, key=rec.key))
+            pending.append(await producer.send(settings.topics.clickstream_topic, rec.value, key=rec.key))
             if len(pending) >= _INFLIGHT:
                 await asyncio.gather(*pending)
                 pending.clear()

@@ -37,7 +37,7 @@ def load_inputs(
         with open_text(exposures) as fh:
             raw_updates: list[bytes] = [line.encode() for line in fh if line.strip()]
     else:
-        raw_updates = [r.value for r in asyncio.run(read_topic(settings, settings.storefront_topic)) if r.value]
+        raw_updates = [r.value for r in asyncio.run(read_topic(settings, settings.topics.storefront_topic)) if r.value]
     for raw in raw_updates:
         try:
             inputs.exposures.append(StorefrontUpdate.from_json(raw))
@@ -46,10 +46,10 @@ def load_inputs(
     if events is not None:
         raw_events = [record.value for record in read_source(events, events_format).records]
     else:
-        raw_events = [r.value for r in asyncio.run(read_topic(settings, settings.clickstream_topic)) if r.value]
+        raw_events = [r.value for r in asyncio.run(read_topic(settings, settings.topics.clickstream_topic)) if r.value]
     for raw in raw_events:
         try:
-            inputs.events.append(decode_event(raw, max_bytes=settings.max_event_bytes))
+            inputs.events.append(decode_event(raw, max_bytes=settings.worker.max_event_bytes))
         except InvalidEvent as exc:
             inputs.skipped[f"invalid event: {exc.reason.value}"] += 1
     return inputs

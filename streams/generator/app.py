@@ -46,7 +46,7 @@ class CatalogFollower:
     caught_up: bool = False
 
     async def run(self) -> None:
-        topic = self.settings.catalog_updates_topic
+        topic = self.settings.topics.catalog_updates_topic
         consumer = AIOKafkaConsumer(**aiokafka_options(self.settings), enable_auto_commit=False)
         await consumer.start()
         try:
@@ -72,7 +72,7 @@ class CatalogFollower:
         except InvalidEvent as exc:
             metrics.DLQ.labels(exc.reason.value).inc()
             headers = dlq_headers(exc.reason, exc.detail, topic=topic, partition=partition, offset=offset)
-            await self.app.producer.send(self.settings.dlq_topic, key, raw or b"", None, None, headers)
+            await self.app.producer.send(self.settings.topics.dlq_topic, key, raw or b"", None, None, headers)
             return
         await asyncio.to_thread(self.parts.apply_catalog_update, update)
         metrics.CATALOG_UPDATES.inc()
@@ -89,9 +89,12 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
 
 
 def create_generator_app(settings: Settings) -> tuple[faust.App, StorefrontGenerator]:
-    app = faust_app(settings, app_id=f"{settings.app_id}-generator")
+    app = faust_app(settings, app_id=f"{settings.topics.app_id}-generator")
     requests_topic = app.topic(
-        settings.regen_topic, key_serializer="raw", value_serializer="raw", partitions=settings.topic_partitions
+        settings.topics.regen_topic,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topics.topic_partitions,
     )
     versions = codec_table(
         app, settings, "storefront-versions", "json", "Highest storefront version published per session."
@@ -100,15 +103,16 @@ def create_generator_app(settings: Settings) -> tuple[faust.App, StorefrontGener
     generator = StorefrontGenerator(
         assembler=parts.assembler,
         planner=parts.planner,
-        control_share=settings.experiment_control_share,
-        experiment_id=settings.experiment_id,
+        control_share=settings.generator.experiment_control_share,
+        experiment_id=settings.generator.experiment_id,
     )
     follower = CatalogFollower(settings, parts, app)
     changelog = versions.changelog_topic.get_topic_name()
 
     @app.agent(requests_topic, concurrency=1)
     async def generate(stream: StreamT[bytes]) -> None:
-        async for events in stream.take_events(settings.generator_batch_max, within=settings.generator_batch_wait_s):  # type: ignore[attr-defined]
+        batch_max, batch_wait_s = settings.generator.generator_batch_max, settings.generator.generator_batch_wait_s
+        async for events in stream.take_events(batch_max, within=batch_wait_s):  # type: ignore[attr-defined]
             partition_of: dict[str, int] = {}
             requests = []
             for event in events:
@@ -127,7 +131,7 @@ def create_generator_app(settings: Settings) -> tuple[faust.App, StorefrontGener
             updates = await asyncio.to_thread(generator.generate, fresh)
             for update in updates:
                 key = update.session_id.encode()
-                await app.producer.send(settings.storefront_topic, key, update.to_json(), None, None, None)
+                await app.producer.send(settings.topics.storefront_topic, key, update.to_json(), None, None, None)
                 versions.data[key] = update.version
                 # Written directly with the request's partition: after take_events the "current event"
                 # Faust would use for table writes is the batch's last, not this session's.
@@ -157,4 +161,4 @@ def run_generator(settings: Settings) -> None:
     """Prepare the process, then run the Faust worker until it is stopped."""
     prepare_process(settings)
     app, _ = create_generator_app(settings)
-    faust.Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    faust.Worker(app, loglevel=settings.operations.log_level, quiet=True).execute_from_commandline()

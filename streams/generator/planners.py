@@ -147,7 +147,7 @@ class CascadePlanner:
 def build_embed(settings: Settings, catalog: Catalog, problems: list[str]) -> CachedEmbed | None:
     """The catalog's own embedding model, for theme vectors and the quality filter; cached, vocabulary known."""
     try:
-        embedder = Embedder.load(settings.embedder_dir, settings.onnx_providers)
+        embedder = Embedder.load(settings.catalog.embedder_dir, settings.generator.onnx_providers)
     except EmbedderError as exc:
         problems.append(f"no embedder ({exc}): quality filter off, keyword candidates without the theme")
         return None
@@ -158,10 +158,10 @@ def build_planner(settings: Settings, catalog: Catalog, problems: list[str]) -> 
     """The student when its model loads, else the catalog teacher; what failed goes to ``problems``."""
     embed = build_embed(settings, catalog, problems)
     quality = QualityFilter(embed) if embed is not None else None
-    model_dir = settings.model_dir
+    model_dir = settings.generator.model_dir
     if model_dir is not None:
         try:
-            student = Student.load(model_dir, settings.onnx_providers)
+            student = Student.load(model_dir, settings.generator.onnx_providers)
         except ModelLoadError as exc:
             problems.append(f"model: {exc}; planning with the catalog teacher")
             log.warning("student model not loaded", extra={"error": str(exc)})

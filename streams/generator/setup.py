@@ -56,7 +56,7 @@ class GeneratorParts:
 
 
 def load_generator_parts(settings: Settings) -> GeneratorParts:
-    catalog_dir = settings.catalog_dir
+    catalog_dir = settings.catalog.catalog_dir
     if catalog_dir is None or not (catalog_dir / PRODUCTS_FILE).exists():
         problem = (
             f"no catalog at {catalog_dir} (VITRINE_CATALOG_DIR unset, or `vitrine catalog` not run): control arm only"
@@ -98,7 +98,7 @@ def load_generator_parts(settings: Settings) -> GeneratorParts:
     assembler = StorefrontAssembler(
         retriever=retriever,
         facts=facts,
-        items_per_placement=settings.items_per_placement,
+        items_per_placement=settings.generator.items_per_placement,
         unavailable=None if retriever is not None else {p.product_id for p in catalog.products if not p.in_stock},
     )
     planner = build_planner(settings, catalog, problems)

@@ -13,7 +13,7 @@ from streams.runtime.settings import Settings, StoreKind
 def logging_config(settings: Settings) -> dict[str, Any]:
     fmt: dict[str, Any] = (
         {"()": "streams.runtime.logs.JsonFormatter"}
-        if settings.log_json
+        if settings.operations.log_json
         else {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
     )
     return {
@@ -23,7 +23,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "handlers": {
             "stderr": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}
         },
-        "root": {"handlers": ["stderr"], "level": settings.log_level.upper()},
+        "root": {"handlers": ["stderr"], "level": settings.operations.log_level.upper()},
     }
 
 
@@ -41,7 +41,7 @@ class CodecTable(faust.Table):
 
 
 def codec_table(app: faust.App, settings: Settings, name: str, codec: str, help: str) -> Any:
-    table = CodecTable(app, codec=codec, name=name, partitions=settings.topic_partitions, help=help)
+    table = CodecTable(app, codec=codec, name=name, partitions=settings.topics.topic_partitions, help=help)
     return app.tables.add(table)
 
 
@@ -49,22 +49,22 @@ def faust_app(settings: Settings, *, app_id: str, stream_wait_empty: bool = True
     """At-least-once, agent concurrency 1 everywhere (DESIGN.md: Faust's exactly-once has data-loss reports)."""
     return faust.App(
         app_id,
-        broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
+        broker=[f"kafka://{h.strip()}" for h in settings.connection.kafka_bootstrap_servers.split(",")],
         broker_credentials=faust_credentials(settings),
-        store="memory://" if settings.store is StoreKind.MEMORY else "rocksdb://",
-        datadir=str(settings.data_dir),
+        store="memory://" if settings.worker.store is StoreKind.MEMORY else "rocksdb://",
+        datadir=str(settings.worker.data_dir),
         processing_guarantee="at_least_once",
-        topic_partitions=settings.topic_partitions,
-        topic_replication_factor=settings.topic_replication_factor,
+        topic_partitions=settings.topics.topic_partitions,
+        topic_replication_factor=settings.topics.topic_replication_factor,
         consumer_auto_offset_reset="earliest",
         # Each changelog write is one message; without linger every write is its own produce request,
         # which showed in a py-spy profile (the effect was not isolated in a clean A/B run).
-        producer_linger=settings.producer_linger_s,
+        producer_linger=settings.worker.producer_linger_s,
         producer_max_batch_size=256 * 1024,
         stream_wait_empty=stream_wait_empty,
         web_enabled=True,
-        web_bind=settings.web_host,
-        web_port=settings.web_port,
+        web_bind=settings.operations.web_host,
+        web_port=settings.operations.web_port,
         web_in_thread=False,
         logging_config=logging_config(settings),
         autodiscover=False,

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 def prepare_process(settings: Settings) -> None:
     """Logging, then the topics: a consumer that subscribes before its topic exists waits for a
     metadata refresh that can take minutes, so creating them first makes a fresh cluster work at once."""
-    configure_logging(settings.log_level, json=settings.log_json)
+    configure_logging(settings.operations.log_level, json=settings.operations.log_json)
     created = asyncio.run(ensure_topics(settings))
     if created:
         log.info("created topics", extra={"topics": created})

@@ -1,11 +1,19 @@
-"""Typed settings, read from the environment (prefix ``VITRINE_``) so one image serves every deployment."""
+"""Typed settings in sections, read from the environment (prefix ``VITRINE_``) so one image serves every deployment.
+
+Each section is read on its own (connection, topics, worker, generator, catalog, teacher, operations) and a
+component takes only the sections it needs; the environment variable of a field is ``VITRINE_`` + its name in
+capitals, whatever its section, so the names stay flat and stable. ``Settings(app_id=...)`` and
+``settings.replace(catalog_dir=...)`` take flat field names too, routed to their sections.
+"""
 
 from __future__ import annotations
 
 from enum import Enum, StrEnum
 from pathlib import Path
+from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.contracts.experiment import DEFAULT_EXPERIMENT_ID, MAX_SALT_BYTES
@@ -23,16 +31,19 @@ class StoreKind(StrEnum):
     ROCKSDB = "rocksdb"
 
 
-class Settings(BaseSettings):
-    """Every knob of the worker. Secrets are ``SecretStr`` so they never reach a log line."""
-
+class _Section(BaseSettings):
     # "none" in the environment unsets an optional setting whose default is not None (VITRINE_MODEL_DIR=none).
     model_config = SettingsConfigDict(env_prefix="VITRINE_", extra="ignore", frozen=True, env_parse_none_str="none")
 
-    # --- Kafka connection -------------------------------------------------------------
+
+class ConnectionSettings(_Section):
+    """How to reach Kafka. Secrets are ``SecretStr`` so they never reach a log line."""
+
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
-        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "VITRINE_KAFKA_BOOTSTRAP_SERVERS"),
+        validation_alias=AliasChoices(
+            "KAFKA_BOOTSTRAP_SERVERS", "VITRINE_KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"
+        ),
         description="Comma-separated host:port list.",
     )
     kafka_security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
@@ -43,53 +54,47 @@ class Settings(BaseSettings):
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
 
-    # --- topics ------------------------------------------------------------------------
+
+class TopicSettings(_Section):
+    """Topic names, the consumer-group and changelog prefix, and how new topics are created."""
+
     app_id: str = Field(default="vitrine", description="Faust app id: consumer group and changelog prefix.")
     clickstream_topic: str = "clickstream"
     dlq_topic: str = "clickstream.dlq"
     regen_topic: str = "regen-requests"
+    storefront_topic: str = "storefront-updates"
+    catalog_updates_topic: str = "catalog-updates"
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
 
-    # --- state -------------------------------------------------------------------------
+
+class WorkerSettings(_Section):
+    """The session worker: state store, event contract, trigger policy, ranker signals, flushing."""
+
     store: StoreKind = StoreKind.MEMORY
     data_dir: Path = Path("var/worker")
     session_ttl_s: float = Field(default=1800.0, gt=0, description="Idle sessions older than this (event time) expire.")
     expiry_interval_s: float = Field(default=30.0, gt=0)
-    catalog_dir: Path | None = Field(default=None, description="Catalog artifacts with product vectors, if built.")
-
-    # --- catalog: embedder and product vector store -------------------------------------
-    embedder_dir: Path = Field(
-        default=Path("var/models/minilm"), description="Exported all-MiniLM-L6-v2 (model.onnx + tokenizer.json)."
-    )
-    qdrant_url: str | None = Field(
-        default=None, description="Qdrant server; without it, local mode on disk at <catalog_dir>/qdrant."
-    )
-    qdrant_api_key: SecretStr | None = None
-    qdrant_collection: str = "vitrine-products"
-
-    # --- event contract ----------------------------------------------------------------
     max_event_bytes: int = Field(default=8192, gt=0)
-
-    # --- trigger policy (defaults tuned on REES46: see README) ---------------------------
+    # Trigger policy (defaults tuned on REES46: see README).
     trigger_min_events: int = Field(default=3, ge=1)
     trigger_drift_high: float = Field(default=0.35, gt=0, le=2)
     trigger_drift_low: float = Field(default=0.2, ge=0, le=2)
     trigger_cooldown_s: float = Field(default=60.0, ge=0)
     affinity_half_life_s: float = Field(default=600.0, gt=0)
-
-    # --- ranker signals (partition-local popularity and co-visitation tables) ---------------
+    # Ranker signals (partition-local popularity and co-visitation tables).
     ranker_half_life_s: float = Field(default=3600.0, gt=0, description="Popularity half-life, event time.")
     ranker_candidates: int = Field(default=24, ge=1, description="Products per ranker list in a request.")
-
-    # --- processing --------------------------------------------------------------------
     flush_max_events: int = Field(default=2000, ge=1, description="Events between changelog flushes (and acks).")
     flush_interval_s: float = Field(default=0.2, gt=0, description="Longest wait before a changelog flush.")
     producer_linger_s: float = Field(
         default=0.01, ge=0, description="Producer batching delay for changelog and requests."
     )
 
-    # --- generator (storefront regeneration) -------------------------------------------------
+
+class GeneratorSettings(_Section):
+    """The storefront generator: the student, micro-batches, page shape, experiment arms."""
+
     model_dir: Path | None = Field(
         default=Path("models/student"),
         description="Student ONNX model; unset or unloadable: the catalog teacher plans.",
@@ -97,8 +102,6 @@ class Settings(BaseSettings):
     onnx_providers: str = Field(
         default="auto", description="auto (CUDA when available, else CPU) or a comma list of ONNX Runtime providers."
     )
-    storefront_topic: str = "storefront-updates"
-    catalog_updates_topic: str = "catalog-updates"
     generator_batch_max: int = Field(default=32, ge=1, description="Most requests per generator micro-batch.")
     generator_batch_wait_s: float = Field(default=0.05, gt=0, description="Longest wait to fill a micro-batch.")
     items_per_placement: int = Field(default=6, ge=1)
@@ -111,7 +114,24 @@ class Settings(BaseSettings):
         description="Salts the session hash that assigns arms: a new id draws a new split (stamped on every update).",
     )
 
-    # --- network teacher (offline distillation labels; OpenAI-compatible chat completions) ----
+
+class CatalogSettings(_Section):
+    """Catalog artifacts, the embedder and the product vector store."""
+
+    catalog_dir: Path | None = Field(default=None, description="Catalog artifacts with product vectors, if built.")
+    embedder_dir: Path = Field(
+        default=Path("var/models/minilm"), description="Exported all-MiniLM-L6-v2 (model.onnx + tokenizer.json)."
+    )
+    qdrant_url: str | None = Field(
+        default=None, description="Qdrant server; without it, local mode on disk at <catalog_dir>/qdrant."
+    )
+    qdrant_api_key: SecretStr | None = None
+    qdrant_collection: str = "vitrine-products"
+
+
+class TeacherSettings(_Section):
+    """The network teacher: offline distillation labels from an OpenAI-compatible chat-completions endpoint."""
+
     teacher_base_url: str | None = Field(
         default=None, description="Base URL of an OpenAI-compatible API, e.g. https://api.openai.com/v1."
     )
@@ -122,21 +142,112 @@ class Settings(BaseSettings):
         description="json_schema (OpenAI structured outputs), json_object_schema (llama.cpp, vLLM) or json_object.",
     )
 
-    # --- operations --------------------------------------------------------------------
+
+class OperationsSettings(_Section):
+    """Web endpoints (/livez, /readyz, /metrics) and logs."""
+
     web_host: str = "0.0.0.0"
     web_port: int = Field(default=6066, ge=1, le=65535)
     log_level: str = "INFO"
     log_json: bool = True
 
+
+_SECTIONS: dict[str, type[_Section]] = {
+    "connection": ConnectionSettings,
+    "topics": TopicSettings,
+    "worker": WorkerSettings,
+    "generator": GeneratorSettings,
+    "catalog": CatalogSettings,
+    "teacher": TeacherSettings,
+    "operations": OperationsSettings,
+}
+SECTION_OF: dict[str, str] = {field: name for name, cls in _SECTIONS.items() for field in cls.model_fields}
+# Every field of every section by its flat name: what documentation and manifest checks enumerate.
+FIELDS: dict[str, FieldInfo] = {field: info for cls in _SECTIONS.values() for field, info in cls.model_fields.items()}
+SECRET_FIELDS = frozenset(
+    field
+    for cls in _SECTIONS.values()
+    for field, info in cls.model_fields.items()
+    if "SecretStr" in str(info.annotation)
+)
+
+
+class Settings(BaseModel):
+    """Every knob, by section; each section reads its own ``VITRINE_*`` variables."""
+
+    model_config = ConfigDict(frozen=True)
+
+    connection: ConnectionSettings = Field(default_factory=ConnectionSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    teacher: TeacherSettings = Field(default_factory=TeacherSettings)
+    operations: OperationsSettings = Field(default_factory=OperationsSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _route_flat_fields(cls, data: Any) -> Any:
+        """``Settings(app_id="x")``: a flat field goes to its section, read with the environment for the rest."""
+        if not isinstance(data, dict):
+            return data
+        routed: dict[str, Any] = {}
+        flat: dict[str, dict[str, Any]] = {}
+        for key, value in data.items():
+            if key in _SECTIONS:
+                routed[key] = value
+            elif key in SECTION_OF:
+                flat.setdefault(SECTION_OF[key], {})[key] = value
+            else:
+                raise ValueError(f"unknown setting {key!r}")
+        for section, values in flat.items():
+            current = routed.get(section)
+            base = current.model_dump() if isinstance(current, BaseModel) else dict(current or {})
+            routed[section] = _SECTIONS[section](**{**base, **values})
+        return routed
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some flat fields changed, validated like the environment's values."""
+        sections: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key not in SECTION_OF:
+                raise ValueError(f"unknown setting {key!r}")
+            sections.setdefault(SECTION_OF[key], {})[key] = value
+        updated = {
+            name: _SECTIONS[name](**{**getattr(self, name).model_dump(), **values}) for name, values in sections.items()
+        }
+        return self.model_copy(update=updated)
+
     def to_env(self) -> dict[str, str]:
         """The environment under which a worker process reads back exactly these settings."""
-        env = {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers}
-        for name, value in self.model_dump(exclude={"kafka_bootstrap_servers"}).items():
-            if isinstance(value, SecretStr):
-                value = value.get_secret_value()
-            if value is None:
-                if type(self).model_fields[name].default is not None:
-                    env[f"VITRINE_{name.upper()}"] = "none"
-            else:
-                env[f"VITRINE_{name.upper()}"] = str(value.value if isinstance(value, Enum) else value)
+        env = {"KAFKA_BOOTSTRAP_SERVERS": self.connection.kafka_bootstrap_servers}
+        for section_name, section_cls in _SECTIONS.items():
+            section = getattr(self, section_name)
+            for name, value in section.model_dump().items():
+                if name == "kafka_bootstrap_servers":
+                    continue
+                if isinstance(value, SecretStr):
+                    value = value.get_secret_value()
+                if value is None:
+                    if section_cls.model_fields[name].default is not None:
+                        env[f"VITRINE_{name.upper()}"] = "none"
+                else:
+                    env[f"VITRINE_{name.upper()}"] = str(value.value if isinstance(value, Enum) else value)
         return env
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return "KAFKA_BOOTSTRAP_SERVERS" if field == "kafka_bootstrap_servers" else f"VITRINE_{field.upper()}"
+
+
+def describe_error(exc: ValidationError) -> str:
+    """One line naming each bad variable: ``VITRINE_TOPIC_PARTITIONS='zero': Input should be a valid integer``."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"]]
+        field = next((part for part in reversed(loc) if part in SECTION_OF), loc[-1] if loc else "?")
+        secret = field in SECRET_FIELDS or isinstance(err["input"], dict)
+        shown = env_name(field) if secret else f"{env_name(field)}={err['input']!r}"
+        parts.append(f"{shown}: {err['msg']}")
+    return "; ".join(parts)

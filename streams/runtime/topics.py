@@ -16,18 +16,21 @@ log = logging.getLogger(__name__)
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
     """Input and request topics share the partition count: the sessions table is co-partitioned."""
-    n, rf = settings.topic_partitions, settings.topic_replication_factor
+    n, rf = settings.topics.topic_partitions, settings.topics.topic_replication_factor
     week = str(7 * 24 * 3600 * 1000)
     return [
-        NewTopic(settings.clickstream_topic, n, rf),
-        NewTopic(settings.regen_topic, n, rf, topic_configs={"cleanup.policy": "delete"}),
-        NewTopic(settings.dlq_topic, 1, rf, topic_configs={"retention.ms": str(14 * 24 * 3600 * 1000)}),
+        NewTopic(settings.topics.clickstream_topic, n, rf),
+        NewTopic(settings.topics.regen_topic, n, rf, topic_configs={"cleanup.policy": "delete"}),
+        NewTopic(settings.topics.dlq_topic, 1, rf, topic_configs={"retention.ms": str(14 * 24 * 3600 * 1000)}),
         # The latest page per session is what a consumer needs; older versions may be compacted away.
         NewTopic(
-            settings.storefront_topic, n, rf, topic_configs={"cleanup.policy": "compact,delete", "retention.ms": week}
+            settings.topics.storefront_topic,
+            n,
+            rf,
+            topic_configs={"cleanup.policy": "compact,delete", "retention.ms": week},
         ),
         # Compacted: the topic is the current price/stock override of every product (generators read it from the start).
-        NewTopic(settings.catalog_updates_topic, n, rf, topic_configs={"cleanup.policy": "compact"}),
+        NewTopic(settings.topics.catalog_updates_topic, n, rf, topic_configs={"cleanup.policy": "compact"}),
     ]
 
 

@@ -64,7 +64,7 @@ class SessionWorker:
         msg = event.message
         self.unacked.append(event)
         try:
-            click = decode_event(event.value, max_bytes=self.settings.max_event_bytes, key=msg.key or b"")
+            click = decode_event(event.value, max_bytes=self.settings.worker.max_event_bytes, key=msg.key or b"")
         except InvalidEvent as exc:
             await self._dead_letter(msg, event.value, exc)
         else:
@@ -94,7 +94,7 @@ class SessionWorker:
                 if outcome.request is not None:
                     metrics.TRIGGERS.labels(outcome.request.reason).inc()
                     await self._request(key, outcome.request, msg.partition)
-        if len(self.unacked) >= self.settings.flush_max_events:
+        if len(self.unacked) >= self.settings.worker.flush_max_events:
             await self.flush()
 
     async def flush(self) -> None:
@@ -124,12 +124,14 @@ class SessionWorker:
 
     def active_partitions(self) -> set[int]:
         return {
-            tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.settings.clickstream_topic
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic == self.settings.topics.clickstream_topic
         }
 
     def expire_idle(self) -> int:
         """Tombstone sessions idle for ``session_ttl_s`` of event time, in this worker's partitions only."""
-        horizon = self.watermark_ms - int(self.settings.session_ttl_s * 1000)
+        horizon = self.watermark_ms - int(self.settings.worker.session_ttl_s * 1000)
         active = self.active_partitions()
         expired = [k for k, s in self.table.items() if s.last_ts < horizon and s.partition in active]
         for key in expired:
@@ -147,7 +149,7 @@ class SessionWorker:
             metrics.STATE_BYTES.set(sum(map(len, sample)) / len(sample))
         consumer = self.app.consumer
         for tp in consumer.assignment():
-            if tp.topic != self.settings.clickstream_topic:
+            if tp.topic != self.settings.topics.clickstream_topic:
                 continue
             position = await consumer.position(tp)
             highwater = consumer.highwater(tp)
@@ -162,7 +164,7 @@ class SessionWorker:
 def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
     app = faust_app(
         settings,
-        app_id=settings.app_id,
+        app_id=settings.topics.app_id,
         # Faust would wait for every started event to be acked before a rebalance or shutdown, but our
         # acks follow changelog flushes, which stop with the timers: a stop would hang. Unflushed
         # events are simply not committed; whoever owns the partition next replays them, and the
@@ -170,7 +172,10 @@ def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
         stream_wait_empty=False,
     )
     clickstream = app.topic(
-        settings.clickstream_topic, key_serializer="raw", value_serializer="raw", partitions=settings.topic_partitions
+        settings.topics.clickstream_topic,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topics.topic_partitions,
     )
     ranker_table = codec_table(
         app, settings, "ranker", PRODUCT_SIGNAL_CODEC, "Popularity and co-visitation by partition/product."
@@ -179,9 +184,9 @@ def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
         app=app,
         settings=settings,
         tracker=SessionTracker(
-            intent_space=load_intent_space(settings.catalog_dir),
+            intent_space=load_intent_space(settings.catalog.catalog_dir),
             policy=TriggerPolicy.from_settings(settings),
-            half_life_s=settings.affinity_half_life_s,
+            half_life_s=settings.worker.affinity_half_life_s,
         ),
         table=codec_table(
             app,
@@ -192,10 +197,12 @@ def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
         ),
         ranker_table=ranker_table,
         ranker=RankerSignals(
-            ranker_table.data, half_life_s=settings.ranker_half_life_s, per_list=settings.ranker_candidates
+            ranker_table.data,
+            half_life_s=settings.worker.ranker_half_life_s,
+            per_list=settings.worker.ranker_candidates,
         ),
-        dlq_topic=settings.dlq_topic,
-        regen_topic=settings.regen_topic,
+        dlq_topic=settings.topics.dlq_topic,
+        regen_topic=settings.topics.regen_topic,
     )
 
     @app.agent(clickstream, concurrency=1)
@@ -205,11 +212,11 @@ def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
         async for event in stream.noack().events():  # type: ignore[attr-defined]  # Stream has it, StreamT not
             await worker.handle(event)
 
-    @app.timer(settings.flush_interval_s)
+    @app.timer(settings.worker.flush_interval_s)
     async def flush() -> None:
         await worker.flush()
 
-    @app.timer(settings.expiry_interval_s)
+    @app.timer(settings.worker.expiry_interval_s)
     async def expire() -> None:
         if worker.is_ready():
             n = worker.expire_idle()
@@ -231,4 +238,4 @@ def run_worker(settings: Settings) -> None:
     """Prepare the process, then run the Faust worker until it is stopped."""
     prepare_process(settings)
     app, _ = create_app(settings)
-    faust.Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    faust.Worker(app, loglevel=settings.operations.log_level, quiet=True).execute_from_commandline()

@@ -69,9 +69,11 @@ def fold(
 def regeneration_requests(records: Iterable[ReplayRecord], settings: Settings) -> list[RegenRequest]:
     """What the session worker would ask the generator for over a log, ranker candidates included."""
     tracker = SessionTracker(
-        intent_space=load_intent_space(settings.catalog_dir),
+        intent_space=load_intent_space(settings.catalog.catalog_dir),
         policy=TriggerPolicy.from_settings(settings),
-        half_life_s=settings.affinity_half_life_s,
+        half_life_s=settings.worker.affinity_half_life_s,
     )
-    ranker = RankerSignals({}, half_life_s=settings.ranker_half_life_s, per_list=settings.ranker_candidates)
-    return fold(records, tracker, max_event_bytes=settings.max_event_bytes, ranker=ranker).emitted
+    ranker = RankerSignals(
+        {}, half_life_s=settings.worker.ranker_half_life_s, per_list=settings.worker.ranker_candidates
+    )
+    return fold(records, tracker, max_event_bytes=settings.worker.max_event_bytes, ranker=ranker).emitted

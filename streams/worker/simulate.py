@@ -16,9 +16,11 @@ from streams.worker.trigger import TriggerPolicy
 
 def _run(records: list[ReplayRecord], settings: Settings, policy: TriggerPolicy) -> FoldResult:
     tracker = SessionTracker(
-        intent_space=load_intent_space(settings.catalog_dir), policy=policy, half_life_s=settings.affinity_half_life_s
+        intent_space=load_intent_space(settings.catalog.catalog_dir),
+        policy=policy,
+        half_life_s=settings.worker.affinity_half_life_s,
     )
-    return fold(records, tracker, max_event_bytes=settings.max_event_bytes)
+    return fold(records, tracker, max_event_bytes=settings.worker.max_event_bytes)
 
 
 def _row(label: str, r: FoldResult) -> str:

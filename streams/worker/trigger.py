@@ -42,10 +42,10 @@ class TriggerPolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> TriggerPolicy:
         return cls(
-            min_events=settings.trigger_min_events,
-            drift_high=settings.trigger_drift_high,
-            drift_low=settings.trigger_drift_low,
-            cooldown_ms=int(settings.trigger_cooldown_s * 1000),
+            min_events=settings.worker.trigger_min_events,
+            drift_high=settings.worker.trigger_drift_high,
+            drift_low=settings.worker.trigger_drift_low,
+            cooldown_ms=int(settings.worker.trigger_cooldown_s * 1000),
         )
 
     def armed(self, drift: float, was_armed: bool) -> bool:

@@ -33,8 +33,8 @@ def small_build(tmp_path_factory: pytest.TempPathFactory, embedder_dir: Path) ->
 @pytest.fixture(scope="session")
 def small_catalog(small_build: tuple[Settings, BuildSummary]) -> Catalog:
     settings, _ = small_build
-    assert settings.catalog_dir is not None
-    return Catalog.load(settings.catalog_dir)
+    assert settings.catalog.catalog_dir is not None
+    return Catalog.load(settings.catalog.catalog_dir)
 
 
 @pytest.fixture(scope="session")

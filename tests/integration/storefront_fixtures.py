@@ -48,7 +48,7 @@ def publish(settings: Settings, messages: list[StorefrontUpdate | tuple[bytes, b
         try:
             for m in messages:
                 key, value = (m.session_id.encode(), m.to_json()) if isinstance(m, StorefrontUpdate) else m
-                await producer.send_and_wait(settings.storefront_topic, value, key=key)
+                await producer.send_and_wait(settings.topics.storefront_topic, value, key=key)
         finally:
             await producer.stop()
 

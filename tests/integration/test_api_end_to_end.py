@@ -78,7 +78,7 @@ def test_generated_storefronts_are_served_and_previewed(
 
     # The readout over the same topics: every exposed session is in one arm, with as many page views as versions.
     inputs = load_inputs(settings, exposures=None, events=None)
-    result = readout(inputs.exposures, inputs.events, experiment_id=settings.experiment_id, resamples=100)
+    result = readout(inputs.exposures, inputs.events, experiment_id=settings.generator.experiment_id, resamples=100)
     assert sum(a.sessions for a in result.arms) == len(newest)
     assert sum(a.page_views for a in result.arms) == len({(u.session_id, u.version) for u in published})
-    assert {u.experiment_id for u in published} == {settings.experiment_id}
+    assert {u.experiment_id for u in published} == {settings.generator.experiment_id}

@@ -26,7 +26,7 @@ def send_events(settings: Settings, events: list[ClickEvent | bytes]) -> None:
         try:
             for e in events:
                 value, key = (e.to_json(), e.session_id.encode()) if isinstance(e, ClickEvent) else (e, b"x")
-                await producer.send_and_wait(settings.clickstream_topic, value, key=key)
+                await producer.send_and_wait(settings.topics.clickstream_topic, value, key=key)
         finally:
             await producer.stop()
 

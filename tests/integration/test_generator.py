@@ -30,7 +30,7 @@ HANDLED = ("vitrine_storefronts_total", "vitrine_requests_coalesced_total", "vit
 def storefronts(settings: Settings) -> list[StorefrontUpdate]:
     return [
         StorefrontUpdate.from_json(r.value)
-        for r in asyncio.run(read_topic(settings, settings.storefront_topic))
+        for r in asyncio.run(read_topic(settings, settings.topics.storefront_topic))
         if r.value
     ]
 
@@ -52,7 +52,9 @@ async def _send_catalog_update(settings: Settings, update: CatalogUpdate) -> Non
     producer = AIOKafkaProducer(**aiokafka_options(settings))
     await producer.start()
     try:
-        await producer.send_and_wait(settings.catalog_updates_topic, update.to_json(), key=update.product_id.encode())
+        await producer.send_and_wait(
+            settings.topics.catalog_updates_topic, update.to_json(), key=update.product_id.encode()
+        )
     finally:
         await producer.stop()
 

@@ -30,11 +30,11 @@ pytestmark = pytest.mark.kafka
 
 def reference(records: list[ReplayRecord], settings: Settings) -> dict[bytes, dict[str, object]]:
     tracker = SessionTracker(
-        intent_space=load_intent_space(settings.catalog_dir),
+        intent_space=load_intent_space(settings.catalog.catalog_dir),
         policy=TriggerPolicy.from_settings(settings),
-        half_life_s=settings.affinity_half_life_s,
+        half_life_s=settings.worker.affinity_half_life_s,
     )
-    result = fold(records, tracker, max_event_bytes=settings.max_event_bytes)
+    result = fold(records, tracker, max_event_bytes=settings.worker.max_event_bytes)
     return {k: s.logical() for k, s in result.states.items()}
 
 
@@ -51,7 +51,7 @@ def latest_by_key(records: list[ConsumerRecord[bytes, bytes]]) -> dict[bytes, by
 
 
 def changelog_states(settings: Settings) -> dict[bytes, dict[str, object]]:
-    topic = f"{settings.app_id}-sessions-changelog"
+    topic = f"{settings.topics.app_id}-sessions-changelog"
     latest = latest_by_key(asyncio.run(read_topic(settings, topic)))
     return {k: SessionState.from_bytes(v).logical() for k, v in latest.items()}
 
@@ -90,14 +90,16 @@ def test_rees46_replay_matches_offline_reference(
     wait_for_changelog(settings, expected)
 
     requests = [
-        RegenRequest.from_json(r.value) for r in asyncio.run(read_topic(settings, settings.regen_topic)) if r.value
+        RegenRequest.from_json(r.value)
+        for r in asyncio.run(read_topic(settings, settings.topics.regen_topic))
+        if r.value
     ]
     tracker = SessionTracker(
         intent_space=load_intent_space(None),
         policy=TriggerPolicy.from_settings(settings),
-        half_life_s=settings.affinity_half_life_s,
+        half_life_s=settings.worker.affinity_half_life_s,
     )
-    assert len(requests) == fold(records, tracker, max_event_bytes=settings.max_event_bytes).requests
+    assert len(requests) == fold(records, tracker, max_event_bytes=settings.worker.max_event_bytes).requests
     last_version: dict[str, int] = {}
     for req in requests:
         assert req.version > last_version.get(req.session_id, 0), f"version went back for {req.session_id}"
@@ -148,7 +150,7 @@ def test_malformed_events_reach_the_dlq_and_valid_neighbours_are_processed(
 ) -> None:
     settings = settings_factory(max_event_bytes=2048)
     valid = read_source(REES46, limit=600).records
-    bad = _malformed_lines(settings.max_event_bytes)
+    bad = _malformed_lines(settings.worker.max_event_bytes)
     lines: list[bytes] = []
     for i, rec in enumerate(valid):
         lines.append(rec.value)
@@ -166,15 +168,17 @@ def test_malformed_events_reach_the_dlq_and_valid_neighbours_are_processed(
     asyncio.run(_send_with_wrong_key(settings, valid[0].value))
     worker.wait_processed(len(records) + 1)
 
-    dlq = asyncio.run(read_topic(settings, settings.dlq_topic))
-    source = {(r.partition, r.offset): r.value for r in asyncio.run(read_topic(settings, settings.clickstream_topic))}
+    dlq = asyncio.run(read_topic(settings, settings.topics.dlq_topic))
+    source = {
+        (r.partition, r.offset): r.value for r in asyncio.run(read_topic(settings, settings.topics.clickstream_topic))
+    }
     reasons = {bad_line: reason for bad_line, reason in bad}
     got = []
     for rec in dlq:
         headers = dict(rec.headers)
         reason = headers["vitrine.dlq.reason"].decode()
         origin = (int(headers["vitrine.dlq.partition"]), int(headers["vitrine.dlq.offset"]))
-        assert headers["vitrine.dlq.topic"].decode() == settings.clickstream_topic
+        assert headers["vitrine.dlq.topic"].decode() == settings.topics.clickstream_topic
         assert source[origin] == rec.value, "DLQ value must be the original bytes at the recorded offset"
         assert headers["vitrine.dlq.detail"], "a reason without detail is not actionable"
         got.append((rec.value, reason))
@@ -186,10 +190,10 @@ def test_malformed_events_reach_the_dlq_and_valid_neighbours_are_processed(
 
 
 async def _send_with_wrong_key(settings: Settings, value: bytes) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.connection.kafka_bootstrap_servers)
     await producer.start()
     try:
-        await producer.send_and_wait(settings.clickstream_topic, value, key=b"someone-else")
+        await producer.send_and_wait(settings.topics.clickstream_topic, value, key=b"someone-else")
     finally:
         await producer.stop()
 
@@ -208,7 +212,7 @@ def test_restarted_worker_restores_state_from_changelog_and_continues(
     assert first.stop() == 0
 
     second = worker_factory(settings)  # new data dir, memory store: all state must come from the changelog
-    assert second.settings.data_dir != first.settings.data_dir
+    assert second.settings.worker.data_dir != first.settings.worker.data_dir
     second.wait_ready()
     asyncio.run(replay(records[half:], settings, progress=False))
     second.wait_processed(len(records) - half)
@@ -241,8 +245,8 @@ def test_idle_sessions_expire_with_a_changelog_tombstone(
     while worker.endpoint.metric("vitrine_expired_sessions_total") < 1 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert worker.endpoint.metric("vitrine_expired_sessions_total") == 1
-    time.sleep(settings.flush_interval_s * 3)
-    records = asyncio.run(read_topic(settings, f"{settings.app_id}-sessions-changelog"))
+    time.sleep(settings.worker.flush_interval_s * 3)
+    records = asyncio.run(read_topic(settings, f"{settings.topics.app_id}-sessions-changelog"))
     assert [r.value for r in records if r.key == b"idle"][-1] is None, "expiry must leave a tombstone"
     assert set(latest_by_key(records)) == {b"active"}
 

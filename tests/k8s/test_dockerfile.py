@@ -21,7 +21,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from streams.generator.setup import load_generator_parts
-from streams.runtime.settings import Settings
+from streams.runtime.settings import FIELDS, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
@@ -128,7 +128,7 @@ def final_stage_problems(path: Path, target: str) -> list[str]:
                 if leaked:
                     problems.append(f"stage {stage} copies an environment with torch from {source}: {leaked}")
     exposed = {p.split("/")[0] for _, k, v in instrs if k == "EXPOSE" for p in v.split()}
-    if exposed != {str(Settings.model_fields["web_port"].default)}:
+    if exposed != {str(FIELDS["web_port"].default)}:
         problems.append(f"EXPOSE {sorted(exposed)} is not the web port")
     return problems
 

@@ -22,7 +22,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.runtime.kafka_config import aiokafka_options
-from streams.runtime.settings import Settings
+from streams.runtime.settings import FIELDS, Settings
 from streams.runtime.topics import ensure_topics
 from tests.conftest import WorkerProcess
 
@@ -90,7 +90,7 @@ def test_probe_and_metrics_paths_are_served_on_the_manifest_port(
     template = get(docs, "StatefulSet", "vitrine-worker")["spec"]["template"]
     (container,) = template["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container.get("env", [])}
-    served_port = int(env.get("VITRINE_WEB_PORT") or Settings.model_fields["web_port"].default)
+    served_port = int(env.get("VITRINE_WEB_PORT") or FIELDS["web_port"].default)
     checks = _checks(template, container)
     for what, probe in checks.items():
         assert _port(container, probe["port"]) == served_port, f"{what} probe targets another port"
@@ -127,10 +127,12 @@ def test_generator_serves_the_deployment_probes_and_joins_the_keda_group(
             topic_replication_factor=1,
             catalog_dir=tmp_path / "no-catalog",
         )
-    assert settings.onnx_providers == env["VITRINE_ONNX_PROVIDERS"], "the overlay's providers reach the process"
+    assert settings.generator.onnx_providers == env["VITRINE_ONNX_PROVIDERS"], (
+        "the overlay's providers reach the process"
+    )
     checks = _checks(template, container)
     for what, probe in checks.items():
-        assert _port(container, probe["port"]) == settings.web_port, f"{what} probe targets another port"
+        assert _port(container, probe["port"]) == settings.operations.web_port, f"{what} probe targets another port"
 
     asyncio.run(ensure_topics(settings))
     generator = worker_factory(settings, command="generator")
@@ -146,7 +148,7 @@ def test_generator_serves_the_deployment_probes_and_joins_the_keda_group(
     trigger = get(docs, "ScaledObject", "vitrine-generator")["spec"]["triggers"][0]["metadata"]
     manifest_app_id = env["VITRINE_APP_ID"]
     assert trigger["consumerGroup"].startswith(manifest_app_id)
-    group = settings.app_id + trigger["consumerGroup"][len(manifest_app_id) :]
+    group = settings.topics.app_id + trigger["consumerGroup"][len(manifest_app_id) :]
     groups: set[str] = set()
     deadline = time.monotonic() + 30
     while group not in groups and time.monotonic() < deadline:  # the join is reported by the coordinator

@@ -16,8 +16,8 @@ import pytest
 from dockerfile_parse import DockerfileParser
 from pydantic import AliasChoices, AliasPath
 
-from models.providers import resolve_providers
-from streams.runtime.settings import Settings
+from models.providers import ort, resolve_providers
+from streams.runtime.settings import FIELDS, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 Manifest = dict[str, Any]
@@ -32,7 +32,7 @@ KAFKA_COMMANDS = {"worker", "generator", "topics"}
 def settings_env_names() -> dict[str, str]:
     """Environment variable name -> Settings field, as pydantic-settings resolves them."""
     names: dict[str, str] = {}
-    for field_name, field in Settings.model_fields.items():
+    for field_name, field in FIELDS.items():
         alias = field.validation_alias
         if isinstance(alias, str):
             choices: list[str] = [alias]
@@ -50,7 +50,7 @@ def settings_env_names() -> dict[str, str]:
 def required_groups() -> list[set[str]]:
     """For each required setting, the names any of which satisfies it (Kafka servers: always required)."""
     names = settings_env_names()
-    required = {f for f, info in Settings.model_fields.items() if info.is_required()} | {"kafka_bootstrap_servers"}
+    required = {f for f, info in FIELDS.items() if info.is_required()} | {"kafka_bootstrap_servers"}
     return [{env for env, field in names.items() if field == f} for f in sorted(required)]
 
 
@@ -131,13 +131,13 @@ def test_session_worker_env_parses_and_agrees_with_the_pod(
     """Values must validate (enums, ranges) and match the ports, volumes and partitions around them."""
     worker = _worker(docs, get)
     settings = _settings_from(container_env(worker, docs), monkeypatch)
-    assert settings.web_port == next(p["containerPort"] for p in worker["ports"] if p["name"] == "web")
+    assert settings.operations.web_port == next(p["containerPort"] for p in worker["ports"] if p["name"] == "web")
     mounts = {m["mountPath"] for m in worker["volumeMounts"]}
-    assert str(settings.data_dir) in mounts, "the RocksDB store must be on the persistent volume"
-    assert settings.store.value == "rocksdb"
+    assert str(settings.worker.data_dir) in mounts, "the RocksDB store must be on the persistent volume"
+    assert settings.worker.store.value == "rocksdb"
     scaled = get(docs, "ScaledObject", "vitrine-worker")["spec"]
-    assert scaled["maxReplicaCount"] <= settings.topic_partitions
-    assert settings.kafka_sasl_password is not None and settings.kafka_sasl_username
+    assert scaled["maxReplicaCount"] <= settings.topics.topic_partitions
+    assert settings.connection.kafka_sasl_password is not None and settings.connection.kafka_sasl_username
 
 
 @pytest.mark.parametrize(("kind", "name"), [("Deployment", "vitrine-generator"), ("Job", "vitrine-setup")])
@@ -151,8 +151,10 @@ def test_generator_and_job_env_is_exactly_settings(
         assert unknown_settings(env, set(settings_env_names())) == [], container["name"]
         assert missing_required(env) == [], container["name"]
         settings = _settings_from(env, monkeypatch)
-        if container["command"][1] in KAFKA_COMMANDS and "SASL" in settings.kafka_security_protocol:
-            assert settings.kafka_sasl_password is not None and settings.kafka_sasl_username, container["name"]
+        if container["command"][1] in KAFKA_COMMANDS and "SASL" in settings.connection.kafka_security_protocol:
+            assert settings.connection.kafka_sasl_password is not None and settings.connection.kafka_sasl_username, (
+                container["name"]
+            )
 
 
 def test_generator_env_agrees_with_the_pod_and_the_image(
@@ -161,16 +163,27 @@ def test_generator_env_agrees_with_the_pod_and_the_image(
     spec = _pod(docs, get, "Deployment", "vitrine-generator")
     (generator,) = spec["containers"]
     settings = _settings_from({**_image_env(), **container_env(generator, docs)}, monkeypatch)
-    assert settings.web_port == next(p["containerPort"] for p in generator["ports"] if p["name"] == "web")
-    assert any(settings.data_dir.is_relative_to(m) for m in _emptydir_mounts(spec, generator)), "data dir writable"
-    assert settings.qdrant_url and settings.qdrant_api_key is not None, "server-mode Qdrant with its API key"
+    assert settings.operations.web_port == next(p["containerPort"] for p in generator["ports"] if p["name"] == "web")
+    assert any(settings.worker.data_dir.is_relative_to(m) for m in _emptydir_mounts(spec, generator)), (
+        "data dir writable"
+    )
+    assert settings.catalog.qdrant_url and settings.catalog.qdrant_api_key is not None, (
+        "server-mode Qdrant with its API key"
+    )
     image = _image_env()
-    assert str(settings.model_dir) == image["VITRINE_MODEL_DIR"], "the student the image ships (or a baked one)"
-    assert str(settings.catalog_dir) == image["VITRINE_CATALOG_DIR"]
-    expected = {"cpu": ["CPUExecutionProvider"], "gpu": ["CUDAExecutionProvider", "CPUExecutionProvider"]}[overlay]
-    assert resolve_providers(settings.onnx_providers) == expected
+    assert str(settings.generator.model_dir) == image["VITRINE_MODEL_DIR"], (
+        "the student the image ships (or a baked one)"
+    )
+    assert str(settings.catalog.catalog_dir) == image["VITRINE_CATALOG_DIR"]
+    if overlay == "cpu":
+        assert resolve_providers(settings.generator.onnx_providers) == ["CPUExecutionProvider"]
+    else:
+        # The CUDA image has the cuda12 extra's runtime; this CPU runtime can only check that the names exist.
+        wanted = [name.strip() for name in settings.generator.onnx_providers.split(",")]
+        assert wanted == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        assert set(wanted) <= set(ort.get_all_providers())
     scaled = get(docs, "ScaledObject", "vitrine-generator")["spec"]
-    assert scaled["maxReplicaCount"] <= settings.topic_partitions
+    assert scaled["maxReplicaCount"] <= settings.topics.topic_partitions
 
 
 def test_catalog_job_env_agrees_with_the_pod_and_the_image(
@@ -179,14 +192,20 @@ def test_catalog_job_env_agrees_with_the_pod_and_the_image(
     spec = _pod(docs, get, "Job", "vitrine-setup")
     (catalog,) = spec["containers"]
     settings = _settings_from({**_image_env(), **container_env(catalog, docs)}, monkeypatch)
-    assert str(settings.embedder_dir) == _image_env()["VITRINE_EMBEDDER_DIR"], "the embedder exported into the image"
-    assert resolve_providers(settings.onnx_providers) == ["CPUExecutionProvider"], "the Job runs the CPU image"
-    assert settings.qdrant_url and settings.qdrant_api_key is not None
+    assert str(settings.catalog.embedder_dir) == _image_env()["VITRINE_EMBEDDER_DIR"], (
+        "the embedder exported into the image"
+    )
+    assert resolve_providers(settings.generator.onnx_providers) == ["CPUExecutionProvider"], (
+        "the Job runs the CPU image"
+    )
+    assert settings.catalog.qdrant_url and settings.catalog.qdrant_api_key is not None
     args = catalog["args"]
     out = Path(args[args.index("--out") + 1])
     assert any(out.is_relative_to(m) for m in _emptydir_mounts(spec, catalog)), "artifacts need a writable dir"
     products = Path(args[args.index("--products") + 1])
-    assert settings.catalog_dir is not None and products.parent == settings.catalog_dir, "the catalog the image bakes"
+    assert settings.catalog.catalog_dir is not None and products.parent == settings.catalog.catalog_dir, (
+        "the catalog the image bakes"
+    )
 
 
 def dockerfile_env_names(path: Path) -> set[str]:

@@ -22,7 +22,10 @@ def test_invalid_setting_names_the_field(monkeypatch: pytest.MonkeyPatch, capsys
         main(["topics"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("vitrine: invalid settings:") and "topic_partitions" in err
+    assert err == (
+        "vitrine: invalid settings: VITRINE_TOPIC_PARTITIONS='zero': "
+        "Input should be a valid integer, unable to parse string as an integer\n"
+    )
 
 
 def test_speed_argument_rejects_nonsense(capsys: pytest.CaptureFixture[str]) -> None:

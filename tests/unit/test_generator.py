@@ -69,7 +69,7 @@ def test_the_generator_salts_arms_with_its_experiment_and_stamps_it_on_every_upd
 
 
 def test_the_experiment_id_fits_the_hash_key() -> None:
-    assert Settings(experiment_id="exp-7").experiment_id == "exp-7"
+    assert Settings(experiment_id="exp-7").generator.experiment_id == "exp-7"
     with pytest.raises(ValidationError):
         Settings(experiment_id="x" * 65)  # BLAKE2b keys stop at 64 bytes
 

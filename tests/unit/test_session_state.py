@@ -29,9 +29,9 @@ def rees46_fold() -> FoldResult:
     tracker = SessionTracker(
         intent_space=TaxonomyIntent(),
         policy=TriggerPolicy.from_settings(settings),
-        half_life_s=settings.affinity_half_life_s,
+        half_life_s=settings.worker.affinity_half_life_s,
     )
-    return fold(read_source(REES46).records, tracker, max_event_bytes=settings.max_event_bytes)
+    return fold(read_source(REES46).records, tracker, max_event_bytes=settings.worker.max_event_bytes)
 
 
 def test_rees46_fold_is_complete(rees46_fold: FoldResult) -> None:

@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from streams.runtime.kafka_config import aiokafka_options, faust_credentials
-from streams.runtime.settings import SecurityProtocol, Settings, StoreKind
+from streams.runtime.settings import SECTION_OF, SecurityProtocol, Settings, StoreKind, describe_error
 
 PASSWORD = "s3cr3t-hunter2-\u00e9"
 
@@ -24,24 +24,24 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_defaults() -> None:
     s = Settings()
-    assert s.kafka_bootstrap_servers == "127.0.0.1:9092"
-    assert s.kafka_security_protocol is SecurityProtocol.PLAINTEXT
-    assert s.kafka_sasl_password is None
+    assert s.connection.kafka_bootstrap_servers == "127.0.0.1:9092"
+    assert s.connection.kafka_security_protocol is SecurityProtocol.PLAINTEXT
+    assert s.connection.kafka_sasl_password is None
 
 
 def test_kafka_bootstrap_servers_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "broker-0:9092,broker-1:9092")
-    assert Settings().kafka_bootstrap_servers == "broker-0:9092,broker-1:9092"
+    assert Settings().connection.kafka_bootstrap_servers == "broker-0:9092,broker-1:9092"
 
 
 def test_prefixed_bootstrap_servers_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VITRINE_KAFKA_BOOTSTRAP_SERVERS", "kafka.internal:9093")
-    assert Settings().kafka_bootstrap_servers == "kafka.internal:9093"
+    assert Settings().connection.kafka_bootstrap_servers == "kafka.internal:9093"
 
 
 def test_keyword_argument_beats_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "from-env:1")
-    assert Settings(kafka_bootstrap_servers="from-kwarg:2").kafka_bootstrap_servers == "from-kwarg:2"
+    assert Settings(kafka_bootstrap_servers="from-kwarg:2").connection.kafka_bootstrap_servers == "from-kwarg:2"
 
 
 def test_vitrine_prefix_for_other_fields(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,24 +52,25 @@ def test_vitrine_prefix_for_other_fields(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("VITRINE_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
     monkeypatch.setenv("TOPIC_PARTITIONS", "99")  # unprefixed names are not read
     s = Settings()
-    assert s.topic_partitions == 12
-    assert s.store is StoreKind.ROCKSDB
-    assert s.trigger_cooldown_s == 2.5
-    assert s.log_json is False
-    assert s.kafka_security_protocol is SecurityProtocol.SASL_SSL
+    assert s.topics.topic_partitions == 12
+    assert s.worker.store is StoreKind.ROCKSDB
+    assert s.worker.trigger_cooldown_s == 2.5
+    assert s.operations.log_json is False
+    assert s.connection.kafka_security_protocol is SecurityProtocol.SASL_SSL
 
 
 def test_invalid_env_value_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VITRINE_TOPIC_PARTITIONS", "0")
-    with pytest.raises(ValidationError, match="topic_partitions"):
+    with pytest.raises(ValidationError, match="topic_partitions") as info:
         Settings()
+    assert describe_error(info.value) == "VITRINE_TOPIC_PARTITIONS='0': Input should be greater than or equal to 1"
 
 
 def test_password_never_appears_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VITRINE_KAFKA_SASL_PASSWORD", PASSWORD)
     s = Settings()
-    assert isinstance(s.kafka_sasl_password, SecretStr)
-    assert s.kafka_sasl_password.get_secret_value() == PASSWORD
+    assert isinstance(s.connection.kafka_sasl_password, SecretStr)
+    assert s.connection.kafka_sasl_password.get_secret_value() == PASSWORD
     for text in (repr(s), str(s), s.model_dump_json(), repr(s.model_dump()), f"{s}", f"{s!r}"):
         assert PASSWORD not in text
         assert "s3cr3t" not in text
@@ -78,7 +79,7 @@ def test_password_never_appears_in_repr(monkeypatch: pytest.MonkeyPatch) -> None
 def test_settings_are_frozen() -> None:
     s = Settings()
     with pytest.raises(ValidationError):
-        s.topic_partitions = 9
+        s.topics.topic_partitions = 9
 
 
 # --- Kafka options ----------------------------------------------------------------------------------
@@ -151,5 +152,35 @@ def test_to_env_round_trips_every_field_through_a_child_environment(monkeypatch:
         monkeypatch.setenv(name, value)
     restored = Settings()
     assert restored == original
-    assert restored.kafka_sasl_password is not None
-    assert restored.kafka_sasl_password.get_secret_value() == "s3cret"
+    assert restored.connection.kafka_sasl_password is not None
+    assert restored.connection.kafka_sasl_password.get_secret_value() == "s3cret"
+
+
+def test_sections_keep_the_flat_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each field sits in one section and is still set by VITRINE_<FIELD>, so deployments need no change."""
+    assert {"connection", "topics", "worker", "generator", "catalog", "teacher", "operations"} == set(
+        SECTION_OF.values()
+    )
+    monkeypatch.setenv("VITRINE_GENERATOR_BATCH_MAX", "7")
+    monkeypatch.setenv("VITRINE_CATALOG_DIR", "/srv/catalog")
+    s = Settings(web_port=7000)
+    assert s.generator.generator_batch_max == 7
+    assert s.catalog.catalog_dir == Path("/srv/catalog")
+    assert s.operations.web_port == 7000
+    changed = s.replace(web_port=7001, catalog_dir=None)
+    assert changed.operations.web_port == 7001 and changed.catalog.catalog_dir is None
+    assert changed.generator == s.generator  # untouched sections are shared as they are
+    with pytest.raises(ValueError, match="unknown setting 'web_prot'"):
+        s.replace(web_prot=1)
+    with pytest.raises(ValidationError, match="unknown setting"):
+        Settings(web_prot=1)
+
+
+def test_a_bad_value_is_one_line_naming_the_variable_and_never_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITRINE_WEB_PORT", "99999")
+    monkeypatch.setenv("VITRINE_KAFKA_SASL_PASSWORD", PASSWORD)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    line = describe_error(info.value)
+    assert line == "VITRINE_WEB_PORT='99999': Input should be less than or equal to 65535"
+    assert "\n" not in line and PASSWORD not in line
