@@ -140,7 +140,7 @@ def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
         """A fresh data dir per worker unless one is given (a StatefulSet pod keeps its volume)."""
         run = len(started)
         data_dir = data_dir or tmp_path / f"{command}-{run}"
-        settings = settings.model_copy(update={"web_port": free_port(), "data_dir": data_dir})
+        settings = settings.replace(web_port=free_port(), data_dir=data_dir)
         worker = WorkerProcess(settings, tmp_path / f"{command}-{run}.log", command).start()
         started.append(worker)
         return worker

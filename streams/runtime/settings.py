@@ -8,6 +8,7 @@ capitals, whatever its section, so the names stay flat and stable. ``Settings(ap
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,13 @@ class Settings(BaseModel):
             name: _SECTIONS[name](**{**getattr(self, name).model_dump(), **values}) for name, values in sections.items()
         }
         return self.model_copy(update=updated)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Settings:
+        """Refuses flat field names, which pydantic would set unvalidated beside the sections: use ``replace``."""
+        stray = sorted(set(update or {}) - set(_SECTIONS))
+        if stray:
+            raise ValueError(f"not sections: {', '.join(stray)} (use Settings.replace for fields)")
+        return super().model_copy(update=update, deep=deep)
 
     def to_env(self) -> dict[str, str]:
         """The environment under which a worker process reads back exactly these settings."""

@@ -98,9 +98,12 @@ def test_two_instances_answer_for_every_session_by_forwarding_to_its_owner(
                     return False
         return True
 
-    wait_for(all_served, "serving every session from both instances", second, timeout_s=90)
-    # Each instance owns some of the partitions, so each forwarded some requests to the other.
-    assert all(answers(api, "forwarded") > 0 for api in (first, second))
+    def settled() -> bool:
+        # Until the second instance has joined the group the first owns every partition and forwards nothing;
+        # once each owns some partitions, each forwards the requests for the other's sessions.
+        return all_served() and all(answers(api, "forwarded") > 0 for api in (first, second))
+
+    wait_for(settled, "both instances own partitions and serve every session", second, timeout_s=90)
     assert sum(answers(api, "200") for api in (first, second)) >= 2 * len(sessions)
     status, headers, _ = get(f"{first.endpoint.base_url}/storefronts/{sessions[0]}", {"If-None-Match": '"v2"'})
     assert status == 304 and headers["ETag"] == '"v2"'  # the ETag survives forwarding

@@ -174,6 +174,8 @@ def test_sections_keep_the_flat_environment_names(monkeypatch: pytest.MonkeyPatc
         s.replace(web_prot=1)
     with pytest.raises(ValidationError, match="unknown setting"):
         Settings(web_prot=1)
+    with pytest.raises(ValueError, match=r"use Settings\.replace"):
+        s.model_copy(update={"web_port": 1})  # pydantic would set it unvalidated beside the sections
 
 
 def test_a_bad_value_is_one_line_naming_the_variable_and_never_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
