@@ -26,7 +26,7 @@ from streams.runtime.settings import Settings
 from streams.runtime.web import add_endpoints
 from streams.worker.codecs import PRODUCT_SIGNAL_CODEC, SESSION_STATE_CODEC
 from streams.worker.intent import load_intent_space
-from streams.worker.ranker import ProductSignal, RankerSignals, split_key
+from streams.worker.ranker import ProductSignal, RankerSignals, signal_key, split_key
 from streams.worker.sessions import EVENT_WEIGHTS, SessionTracker, distinct_recent
 from streams.worker.state import SessionState
 from streams.worker.trigger import TriggerPolicy
@@ -74,6 +74,10 @@ class SessionWorker:
             outcome = self.tracker.apply(previous, click, partition=msg.partition, offset=msg.offset)
             if outcome.duplicate:
                 metrics.DUPLICATES.inc()
+                # The local store (RocksDB survives a SIGKILL) may hold this state although the flush that
+                # would have sent it to the changelog never ran: send it again before this event is acked.
+                self.dirty[key] = outcome.state
+                self._redirty_signals(msg.partition, click.product_id, recent_before)
                 if outcome.request is not None:  # same version again: consumers keep the first
                     metrics.RESENT.inc()
                     await self._request(key, outcome.request, msg.partition)
@@ -111,6 +115,13 @@ class SessionWorker:
             await send(signal_changelog, key, signal.to_bytes(), split_key(key)[0], None, None)
         for event in unacked:
             event.ack()
+
+    def _redirty_signals(self, partition: int, product_id: str | None, recent: list[str]) -> None:
+        """The ranker signals a redelivered event touched, as far as they exist here (sent again, unchanged)."""
+        if product_id is None:
+            return
+        keys = (signal_key(partition, p) for p in (product_id, *recent))
+        self.dirty_signals.update(k for k in keys if k in self.ranker_table.data)
 
     async def _request(self, key: bytes, request: RegenRequest, partition: int) -> None:
         candidates = self.ranker.for_request(partition, request.context, request.event_ts)
