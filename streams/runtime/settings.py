@@ -45,6 +45,17 @@ class Settings(BaseSettings):
     app_id: str = Field(default="vitrine", description="Faust app id: consumer group and changelog prefix.")
     clickstream_topic: str = "clickstream"
     dlq_topic: str = "clickstream.dlq"
+    catalog_dlq_topic: str = Field(
+        default="catalog-updates.dlq", description="Rejected catalog updates (not mixed with clickstream rejects)."
+    )
+    regen_dlq_topic: str = Field(
+        default="regen-requests.dlq", description="Regeneration requests the generator could not read or serve."
+    )
+    dlq_max_value_bytes: int = Field(
+        default=512 * 1024,
+        gt=0,
+        description="Larger rejected values are dead-lettered as a reference (origin, size, sha256) and headers.",
+    )
     regen_topic: str = "regen-requests"
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
@@ -68,6 +79,17 @@ class Settings(BaseSettings):
 
     # --- event contract ----------------------------------------------------------------
     max_event_bytes: int = Field(default=8192, gt=0)
+    event_ts_max_ahead_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How far an event's ts may lead its Kafka message timestamp (or the wall clock) before it is "
+        "rejected as implausible (e.g. microseconds instead of milliseconds).",
+    )
+    event_ts_max_age_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="How far ts may trail the message timestamp; unset: no limit (replays of historical logs).",
+    )
 
     # --- trigger policy (defaults tuned on REES46: see README) ---------------------------
     trigger_min_events: int = Field(default=3, ge=1)
@@ -86,6 +108,22 @@ class Settings(BaseSettings):
     producer_linger_s: float = Field(
         default=0.01, ge=0, description="Producer batching delay for changelog and requests."
     )
+    group_instance_id: str | None = Field(
+        default=None,
+        description="Static group membership (KIP-345): a restarted pod with the same id takes its partitions "
+        "back without a rebalance. The StatefulSet sets it to the pod name; unique per process.",
+    )
+    consumer_session_timeout_s: float = Field(
+        default=10.0, gt=0, description="A consumer silent this long is dropped from the group (SIGKILL recovery)."
+    )
+    consumer_heartbeat_interval_s: float = Field(default=2.0, gt=0)
+    agent_crash_limit: int = Field(
+        default=3, ge=1, description="Agent crashes (or failed generator batches) in a row after which /readyz fails."
+    )
+    generator_max_attempts: int = Field(
+        default=3, ge=1, description="Tries of a failing request before it is dead-lettered with the reason."
+    )
+    generator_retry_backoff_s: float = Field(default=0.5, ge=0, description="First retry delay; doubles each try.")
 
     # --- generator (storefront regeneration) -------------------------------------------------
     model_dir: Path | None = Field(

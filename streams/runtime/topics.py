@@ -21,7 +21,10 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     return [
         NewTopic(settings.clickstream_topic, n, rf),
         NewTopic(settings.regen_topic, n, rf, topic_configs={"cleanup.policy": "delete"}),
-        NewTopic(settings.dlq_topic, 1, rf, topic_configs={"retention.ms": str(14 * 24 * 3600 * 1000)}),
+        *(
+            NewTopic(name, 1, rf, topic_configs={"retention.ms": str(14 * 24 * 3600 * 1000)})
+            for name in (settings.dlq_topic, settings.catalog_dlq_topic, settings.regen_dlq_topic)
+        ),
         # The latest page per session is what a consumer needs; older versions may be compacted away.
         NewTopic(
             settings.storefront_topic, n, rf, topic_configs={"cleanup.policy": "compact,delete", "retention.ms": week}
