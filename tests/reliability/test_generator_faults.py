@@ -1,0 +1,103 @@
+"""The generator on the production store (RocksDB): every request becomes a page or a dead letter, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from streams.contracts.regen import RegenRequest
+from streams.contracts.storefront import StorefrontUpdate
+from streams.datasets.readers import read_source
+from streams.devtools.replay import replay
+from streams.runtime.kafka_config import aiokafka_options
+from streams.runtime.settings import Settings, StoreKind
+from streams.runtime.topics import read_topic
+from tests.conftest import REES46, WorkerProcess
+
+pytestmark = pytest.mark.kafka
+
+BAD_KEY = b"not-a-session"
+HANDLED = ("vitrine_storefronts_total", "vitrine_requests_coalesced_total", "vitrine_requests_stale_total")
+BAD_REQUESTS: list[bytes | None] = [
+    None,
+    b"not json",
+    b'{"session_id": "x"}',
+    orjson.dumps({"session_id": "x", "user_id": None, "version": "5", "reason": "r", "event_ts": 1, "context": {}}),
+]
+
+
+def latest_versions(requests: list[RegenRequest]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in requests:
+        out[r.session_id] = max(out.get(r.session_id, 0), r.version)
+    return out
+
+
+def assert_pages_complete_and_in_order(settings: Settings) -> tuple[int, int]:
+    """Every session's newest requested version published; versions only increase within the topic."""
+    records = asyncio.run(read_topic(settings, settings.regen_topic))
+    requests = [RegenRequest.from_json(r.value) for r in records if r.key != BAD_KEY and r.value]
+    pages = [StorefrontUpdate.from_json(r.value) for r in asyncio.run(read_topic(settings, settings.storefront_topic))]
+    last: dict[str, int] = {}
+    for page in pages:
+        assert page.version > last.get(page.session_id, 0), f"page out of order for {page.session_id}"
+        last[page.session_id] = page.version
+    wanted = latest_versions(requests)
+    lost = {s: v for s, v in wanted.items() if last.get(s, 0) < v}
+    assert not lost, f"{len(lost)} sessions miss their newest page, e.g. {next(iter(lost.items()))}"
+    return len(requests), len(pages)
+
+
+def wait_generator(generator: WorkerProcess, n: int, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    handled = 0.0
+    while time.monotonic() < deadline:
+        handled = sum(generator.endpoint.metric(m) for m in HANDLED) + generator.endpoint.metric(
+            "vitrine_dlq_events_total"
+        )
+        if handled >= n:
+            return
+        assert generator.proc.poll() is None, generator.log_tail()
+        time.sleep(0.5)
+    raise AssertionError(f"generator handled {handled} of {n} requests:\n{generator.log_tail()}")
+
+
+async def send_requests(settings: Settings, values: list[bytes | None]) -> None:
+    producer = AIOKafkaProducer(**aiokafka_options(settings))
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(settings.regen_topic, value, key=BAD_KEY)
+    finally:
+        await producer.stop()
+
+
+def test_rocksdb_generator_publishes_every_request_and_dead_letters_unreadable_ones(
+    settings_factory: Callable[..., Settings], worker_factory: Callable[..., WorkerProcess]
+) -> None:
+    settings = settings_factory(store=StoreKind.ROCKSDB, model_dir=None)
+    records = read_source(REES46, limit=1500).records
+    worker = worker_factory(settings)
+    generator = worker_factory(settings, command="generator")
+    worker.wait_ready()
+    generator.wait_ready()
+    asyncio.run(replay(records, settings, progress=False))
+    asyncio.run(send_requests(settings, BAD_REQUESTS))
+    worker.wait_processed(len(records))
+    requests = int(worker.endpoint.metric("vitrine_regen_triggers_total"))
+    assert requests > 50
+    wait_generator(generator, requests + len(BAD_REQUESTS))
+
+    n_requests, n_pages = assert_pages_complete_and_in_order(settings)
+    assert n_requests == requests
+    assert generator.endpoint.metric("vitrine_storefronts_total") == n_pages
+    dlq = asyncio.run(read_topic(settings, settings.regen_dlq_topic))
+    assert sorted(r.value or b"" for r in dlq) == sorted(v or b"" for v in BAD_REQUESTS)
+    assert {dict(r.headers)["vitrine.dlq.reason"] for r in dlq} == {b"invalid_request"}
+    assert generator.endpoint.metric("vitrine_agent_crashes_total") == 0
+    assert generator.endpoint.get("/readyz")[0] == 200
