@@ -111,7 +111,8 @@ class Settings(BaseSettings):
     group_instance_id: str | None = Field(
         default=None,
         description="Static group membership (KIP-345): a restarted pod with the same id takes its partitions "
-        "back without a rebalance. The StatefulSet sets it to the pod name; unique per process.",
+        "back without a rebalance. The StatefulSet sets it to the pod name; unique per process, and the "
+        "process must come back on the same web host and port (Faust's assignment carries that address).",
     )
     consumer_session_timeout_s: float = Field(
         default=10.0, gt=0, description="A consumer silent this long is dropped from the group (SIGKILL recovery)."
