@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import faust
@@ -22,6 +23,7 @@ from faust.types import EventT, StreamT
 from streams.contracts.catalog_update import decode_catalog_update
 from streams.contracts.errors import DlqReason, InvalidEvent
 from streams.contracts.regen import RegenRequest
+from streams.contracts.storefront import StorefrontUpdate
 from streams.generator.pipeline import StorefrontGenerator, coalesce
 from streams.generator.setup import GeneratorParts, load_generator_parts
 from streams.runtime import metrics
@@ -105,6 +107,9 @@ class RequestHandler:
     versions: Any
     dead_letters: DeadLetters
     health: AgentHealth
+    # Versions handed to the producer but not yet delivered: process memory only, so a crash forgets them.
+    in_flight: dict[bytes, int] = field(default_factory=dict)
+    background: set[asyncio.Future[Any]] = field(default_factory=set)
 
     async def handle(self, events: list[EventT]) -> None:
         requests: list[RegenRequest] = []
@@ -150,26 +155,50 @@ class RequestHandler:
             self.health.succeeded()
 
     def _published(self, session_id: str) -> int:
-        version: int = self.versions.data.get(session_id.encode(), 0)
-        return version
+        key = session_id.encode()
+        durable: int = self.versions.data.get(key, 0)
+        return max(durable, self.in_flight.get(key, 0))
 
     async def _serve(self, requests: list[RegenRequest], event_of: dict[tuple[str, int], EventT]) -> None:
         pending = [r for r in requests if r.version > self._published(r.session_id)]  # a retry skips what went out
         if not pending:
             return
         updates = await asyncio.to_thread(self.generator.generate, pending)
-        changelog = self.versions.changelog_topic.get_topic_name()
         for update in updates:
             key = update.session_id.encode()
-            event = event_of[update.session_id, update.version]
-            await self.app.producer.send(self.settings.storefront_topic, key, update.to_json(), None, None, None)
-            # The request's own event names the partition (RocksDB needs one; the batch has none of its own).
-            with as_current_event(event):
-                self.versions.data[key] = update.version
-            value = str(update.version).encode()
-            await self.app.producer.send(changelog, key, value, event.message.partition, None, None)
+            self.in_flight[key] = max(self.in_flight.get(key, 0), update.version)
+            delivery = asyncio.ensure_future(
+                await self.app.producer.send(self.settings.storefront_topic, key, update.to_json(), None, None, None)
+            )
+            delivery.add_done_callback(partial(self._delivered, update, event_of[update.session_id, update.version]))
             if update.latency_ms.request_to_publish:
                 metrics.REQUEST_TO_PUBLISH.observe(update.latency_ms.request_to_publish / 1000)
+
+    def _delivered(self, update: StorefrontUpdate, event: EventT, delivery: asyncio.Future[Any]) -> None:
+        """Record a version only once its page is on the broker.
+
+        Pages and versions go to different partitions, so to different produce requests: a version that
+        reached its changelog before its page would make a successor drop the request as already served
+        (a SIGKILLed generator lost pages that way). Awaiting delivery inside the batch instead stalled
+        Faust's ``take_events`` now and then; a callback keeps the agent free.
+        """
+        key = update.session_id.encode()
+        if self.in_flight.get(key) == update.version:
+            del self.in_flight[key]
+        if delivery.cancelled() or delivery.exception() is not None:
+            error = "cancelled" if delivery.cancelled() else repr(delivery.exception())
+            log.error("page not delivered; its request was acked", extra={"session": update.session_id, "error": error})
+            self.health.crashed(RuntimeError(error))
+            return
+        with as_current_event(event):  # the request's event names the partition (RocksDB needs one)
+            if self.versions.data.get(key, 0) >= update.version:
+                return
+            self.versions.data[key] = update.version
+        changelog = self.versions.changelog_topic.get_topic_name()
+        value = str(update.version).encode()
+        sent = asyncio.ensure_future(self.app.producer.send(changelog, key, value, event.message.partition, None, None))
+        self.background.add(sent)
+        sent.add_done_callback(self.background.discard)
 
 
 def _checked(request: RegenRequest) -> RegenRequest:

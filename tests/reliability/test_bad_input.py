@@ -98,3 +98,4 @@ def test_bad_messages_go_to_the_dlq_without_crashing_or_expiring_anything(
     assert worker.endpoint.metric("vitrine_expired_sessions_total") == 0
     wait_for_changelog(settings, reference(valid, settings))
     assert worker.proc.poll() is None
+    print(f"RELIABILITY bad-input: {len(valid)} valid events, DLQ {dict(sorted(got.items()))}, 0 crashes, 0 expired")
