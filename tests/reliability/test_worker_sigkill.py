@@ -42,13 +42,13 @@ def test_sigkill_before_the_first_flush_loses_no_session(
     second.wait_ready()
     second.wait_processed(len(records))  # every event redelivered (none was committed)
     wait_for_changelog(settings, expected)
+    redelivered = second.endpoint.metric("vitrine_duplicate_events_total")
     assert second.stop() == 0
 
     third = worker_factory(settings)  # fresh volume: everything must come back from the changelog
     third.wait_ready()
     wait_for_changelog(settings, expected)
     third.endpoint.wait_until(lambda: third.endpoint.metric("vitrine_sessions") == len(expected), 30, "restored")
-    redelivered = second.endpoint.metric("vitrine_duplicate_events_total")
     print(
         f"RELIABILITY sigkill-before-first-flush-{store}: {len(records)} events, {len(expected)} sessions equal "
         f"to the reference (same volume, then a fresh one), 0 lost, {redelivered:.0f} redelivered events re-flushed"
