@@ -75,6 +75,8 @@ def settings_factory(kafka_bootstrap: str) -> Callable[..., Settings]:
             "app_id": f"vitrine-test-{suffix}",
             "clickstream_topic": f"clickstream-{suffix}",
             "dlq_topic": f"clickstream-dlq-{suffix}",
+            "catalog_dlq_topic": f"catalog-dlq-{suffix}",
+            "regen_dlq_topic": f"regen-dlq-{suffix}",
             "regen_topic": f"regen-{suffix}",
             "storefront_topic": f"storefront-{suffix}",
             "catalog_updates_topic": f"catalog-updates-{suffix}",

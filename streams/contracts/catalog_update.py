@@ -18,7 +18,8 @@ from streams.contracts.errors import DlqReason, InvalidEvent
 
 
 class CatalogUpdate(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # Strict, like the clickstream: "in_stock": "no" must not become False by coercion.
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
 
     product_id: str = Field(min_length=1, max_length=64)
     in_stock: bool | None = None
@@ -37,7 +38,7 @@ class CatalogUpdate(BaseModel):
 
 def decode_catalog_update(raw: bytes | None) -> CatalogUpdate:
     if raw is None:
-        raise InvalidEvent(DlqReason.MISSING_FIELD, "empty catalog update")
+        raise InvalidEvent(DlqReason.NULL_VALUE, "null value (tombstone): an override is changed, never deleted")
     try:
         return CatalogUpdate.model_validate_json(raw)
     except ValidationError as exc:

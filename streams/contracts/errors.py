@@ -16,6 +16,10 @@ class DlqReason(StrEnum):
     UNKNOWN_EVENT_TYPE = "unknown_event_type"
     INCONSISTENT = "inconsistent"
     KEY_MISMATCH = "key_mismatch"
+    NULL_VALUE = "null_value"
+    IMPLAUSIBLE_TIME = "implausible_time"
+    INVALID_REQUEST = "invalid_request"
+    GENERATION_FAILED = "generation_failed"
 
 
 class VitrineError(Exception):

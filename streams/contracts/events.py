@@ -9,12 +9,17 @@ Wire format: one JSON object per Kafka message, keyed by ``session_id``::
 - ``event_type`` is one of view, cart, remove_from_cart, purchase, search.
 - ``product_id`` is required for every type but search; ``query`` is required for search.
 - ``category`` is a dot-separated taxonomy path (``electronics.audio.headphone``).
-- ``ts`` is the event time in epoch milliseconds (UTC). Unknown fields are ignored, so producers
-  can add fields without breaking older workers.
+- ``ts`` is the event time in epoch milliseconds (UTC), an integer. Unknown fields are ignored, so
+  producers can add fields without breaking older workers.
+
+Types are strict: nothing is coerced (``"price": "12.5"`` and ``"ts": true`` are rejected, not read as
+12.5 and 1 ms), and ``ts`` must be plausible against the Kafka message's own timestamp (see
+``PlausibleTime``): a ``ts`` in microseconds would otherwise move event time decades ahead.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import orjson
@@ -30,7 +35,8 @@ EVENT_TYPES: tuple[EventType, ...] = ("view", "cart", "remove_from_cart", "purch
 
 class ClickEvent(BaseModel):
     # No whitespace stripping: ids are opaque and session_id must equal the message key byte for byte.
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # Strict: a producer sending strings for numbers or booleans for times has a bug we must not hide.
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
 
     event_id: str = Field(min_length=1, max_length=128)
     session_id: str = Field(min_length=1, max_length=128)
@@ -56,8 +62,40 @@ class ClickEvent(BaseModel):
         return orjson.dumps(self.model_dump(exclude_none=True))
 
 
-def decode_event(raw: bytes, *, max_bytes: int, key: bytes | None = None) -> ClickEvent:
-    """Parse and validate one message; raise ``InvalidEvent`` with a precise reason otherwise."""
+@dataclass(frozen=True, slots=True)
+class PlausibleTime:
+    """The window ``ts`` must fall in, relative to a reference time (the message's Kafka timestamp).
+
+    ``max_ahead_ms`` catches unit errors (microseconds, nanoseconds) and broken clocks; ``max_age_ms``
+    (None: unlimited, for replays of old logs) catches seconds sent as milliseconds.
+    """
+
+    max_ahead_ms: int
+    max_age_ms: int | None = None
+
+    def check(self, ts: int, reference_ms: int) -> None:
+        if ts > reference_ms + self.max_ahead_ms:
+            ahead = (ts - reference_ms) / 1000
+            raise InvalidEvent(DlqReason.IMPLAUSIBLE_TIME, f"ts {ts} is {ahead:.0f}s ahead of {reference_ms}")
+        if self.max_age_ms is not None and ts < reference_ms - self.max_age_ms:
+            behind = (reference_ms - ts) / 1000
+            raise InvalidEvent(DlqReason.IMPLAUSIBLE_TIME, f"ts {ts} is {behind:.0f}s behind {reference_ms}")
+
+
+def decode_event(
+    raw: bytes | None,
+    *,
+    max_bytes: int,
+    key: bytes | None = None,
+    window: PlausibleTime | None = None,
+    reference_ms: int | None = None,
+) -> ClickEvent:
+    """Parse and validate one message; raise ``InvalidEvent`` with a precise reason otherwise.
+
+    With a ``window``, ``ts`` is checked against ``reference_ms`` (the message timestamp; required then).
+    """
+    if raw is None:
+        raise InvalidEvent(DlqReason.NULL_VALUE, "null value (a tombstone has no place in the clickstream)")
     if len(raw) > max_bytes:
         raise InvalidEvent(DlqReason.OVERSIZED, f"{len(raw)} bytes > limit {max_bytes}")
     try:
@@ -72,6 +110,10 @@ def decode_event(raw: bytes, *, max_bytes: int, key: bytes | None = None) -> Cli
         raise _classify(exc) from None
     if key is not None and key != event.session_id.encode():
         raise InvalidEvent(DlqReason.KEY_MISMATCH, "message key differs from session_id")
+    if window is not None:
+        if reference_ms is None:
+            raise ValueError("a plausible-time window needs a reference time")
+        window.check(event.ts, reference_ms)
     return event
 
 

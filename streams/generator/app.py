@@ -1,8 +1,9 @@
 """The generator's Faust app: the request agent, catalog updates, the versions table, and endpoints.
 
 Delivery is at-least-once: a batch's events are acked only after its updates are handed to the
-producer, and the highest version published per session is kept in a changelog-backed table
-(co-partitioned with the request topic), so a redelivered request is recognised and dropped; an
+producer (a request that keeps failing is dead-lettered with the reason, never dropped), and the
+highest version published per session is kept in a changelog-backed table (co-partitioned with the
+request topic), so a redelivered request is recognised and dropped; an
 update published twice carries the same version, which consumers ignore the second time.
 """
 
@@ -11,20 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
 from streams.contracts.catalog_update import decode_catalog_update
-from streams.contracts.errors import InvalidEvent
+from streams.contracts.errors import DlqReason, InvalidEvent
 from streams.contracts.regen import RegenRequest
+from streams.contracts.storefront import StorefrontUpdate
 from streams.generator.pipeline import StorefrontGenerator, coalesce
 from streams.generator.setup import GeneratorParts, load_generator_parts
 from streams.runtime import metrics
-from streams.runtime.dlq import dlq_headers
-from streams.runtime.faust_app import codec_table, faust_app
+from streams.runtime.dlq import DeadLetters, Rejected
+from streams.runtime.faust_app import AgentHealth, as_current_event, codec_table, faust_app
 from streams.runtime.kafka_config import aiokafka_options
 from streams.runtime.process import prepare_process
 from streams.runtime.settings import Settings
@@ -42,7 +46,7 @@ class CatalogFollower:
 
     settings: Settings
     parts: GeneratorParts
-    app: faust.App
+    dead_letters: DeadLetters
     caught_up: bool = False
 
     async def run(self) -> None:
@@ -59,20 +63,20 @@ class CatalogFollower:
                 batch = await consumer.getmany(timeout_ms=500)
                 for tp, records in batch.items():
                     for record in records:
-                        await self._apply(record.value, tp.topic, tp.partition, record.offset, record.key)
+                        headers = tuple(record.headers or ())
+                        rejected = Rejected(tp.topic, tp.partition, record.offset, record.key, record.value, headers)
+                        await self._apply(rejected)
                 if not self.caught_up:
                     positions = {tp: await consumer.position(tp) for tp in tps}
                     self.caught_up = all(positions[tp] >= ends[tp] for tp in tps)
         finally:
             await consumer.stop()
 
-    async def _apply(self, raw: bytes | None, topic: str, partition: int, offset: int, key: bytes | None) -> None:
+    async def _apply(self, record: Rejected) -> None:
         try:
-            update = decode_catalog_update(raw)
+            update = decode_catalog_update(record.value)
         except InvalidEvent as exc:
-            metrics.DLQ.labels(exc.reason.value).inc()
-            headers = dlq_headers(exc.reason, exc.detail, topic=topic, partition=partition, offset=offset)
-            await self.app.producer.send(self.settings.topics.dlq_topic, key, raw or b"", None, None, headers)
+            await self.dead_letters.send(record, exc.reason, exc.detail)
             return
         await asyncio.to_thread(self.parts.apply_catalog_update, update)
         metrics.CATALOG_UPDATES.inc()
@@ -86,6 +90,131 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
         await consumer._client.force_metadata_update()
         await asyncio.sleep(0.2)
     raise RuntimeError(f"topic {topic} has no partitions")
+
+
+@dataclass(slots=True)
+class RequestHandler:
+    """One micro-batch of requests: each ends published, superseded, stale or dead-lettered, then acked.
+
+    ``take_events`` acks a batch's events once the loop body returns (or raises), so nothing may
+    escape it: a failing batch is tried again ``generator_max_attempts`` times, then one request at a
+    time, and a request that still fails is dead-lettered with the reason, never acked silently.
+    """
+
+    app: faust.App
+    settings: Settings
+    generator: StorefrontGenerator
+    versions: Any
+    dead_letters: DeadLetters
+    health: AgentHealth
+    # Versions handed to the producer but not yet delivered: process memory only, so a crash forgets them.
+    in_flight: dict[bytes, int] = field(default_factory=dict)
+    background: set[asyncio.Future[Any]] = field(default_factory=set)
+
+    async def handle(self, events: list[EventT]) -> None:
+        requests: list[RegenRequest] = []
+        event_of: dict[tuple[str, int], EventT] = {}
+        for event in events:
+            try:
+                request = _checked(RegenRequest.from_json(event.value))
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                metrics.INVALID_REQUESTS.inc()
+                await self.dead_letters.send(
+                    _rejected(event), DlqReason.INVALID_REQUEST, f"{type(exc).__name__}: {exc}"
+                )
+                continue
+            requests.append(request)
+            event_of[request.session_id, request.version] = event
+        metrics.BATCH_SIZE.observe(len(requests))
+        fresh = coalesce(requests, self._published)
+        if not fresh:
+            return
+        error: Exception | None = None
+        for attempt in range(self.settings.generator.generator_max_attempts):
+            try:
+                await self._serve(fresh, event_of)
+            except Exception as exc:
+                error = exc
+                log.warning("batch failed (try %d)", attempt + 1, exc_info=exc)
+                await asyncio.sleep(self.settings.generator.generator_retry_backoff_s * 2**attempt)
+            else:
+                self.health.succeeded()
+                return
+        failed = 0
+        for request in fresh:  # one at a time: one poison request must not take its batch with it
+            try:
+                await self._serve([request], event_of)
+            except Exception as exc:  # noqa: BLE001  # dead-lettered with its reason, below
+                failed += 1
+                detail = f"{type(exc).__name__}: {exc}"
+                rejected = _rejected(event_of[request.session_id, request.version])
+                await self.dead_letters.send(rejected, DlqReason.GENERATION_FAILED, detail)
+        if failed == len(fresh) and error is not None:
+            self.health.crashed(error)
+        else:
+            self.health.succeeded()
+
+    def _published(self, session_id: str) -> int:
+        key = session_id.encode()
+        durable: int = self.versions.data.get(key, 0)
+        return max(durable, self.in_flight.get(key, 0))
+
+    async def _serve(self, requests: list[RegenRequest], event_of: dict[tuple[str, int], EventT]) -> None:
+        pending = [r for r in requests if r.version > self._published(r.session_id)]  # a retry skips what went out
+        if not pending:
+            return
+        updates = await asyncio.to_thread(self.generator.generate, pending)
+        for update in updates:
+            key = update.session_id.encode()
+            self.in_flight[key] = max(self.in_flight.get(key, 0), update.version)
+            delivery = asyncio.ensure_future(
+                await self.app.producer.send(
+                    self.settings.topics.storefront_topic, key, update.to_json(), None, None, None
+                )
+            )
+            delivery.add_done_callback(partial(self._delivered, update, event_of[update.session_id, update.version]))
+            if update.latency_ms.request_to_publish:
+                metrics.REQUEST_TO_PUBLISH.observe(update.latency_ms.request_to_publish / 1000)
+
+    def _delivered(self, update: StorefrontUpdate, event: EventT, delivery: asyncio.Future[Any]) -> None:
+        """Record a version only once its page is on the broker.
+
+        Pages and versions go to different partitions, so to different produce requests: a version that
+        reached its changelog before its page would make a successor drop the request as already served
+        (a SIGKILLed generator lost pages that way). Awaiting delivery inside the batch instead stalled
+        Faust's ``take_events`` now and then; a callback keeps the agent free.
+        """
+        key = update.session_id.encode()
+        if self.in_flight.get(key) == update.version:
+            del self.in_flight[key]
+        if delivery.cancelled() or delivery.exception() is not None:
+            error = "cancelled" if delivery.cancelled() else repr(delivery.exception())
+            log.error("page not delivered; its request was acked", extra={"session": update.session_id, "error": error})
+            self.health.crashed(RuntimeError(error))
+            return
+        with as_current_event(event):  # the request's event names the partition (RocksDB needs one)
+            if self.versions.data.get(key, 0) >= update.version:
+                return
+            self.versions.data[key] = update.version
+        changelog = self.versions.changelog_topic.get_topic_name()
+        value = str(update.version).encode()
+        sent = asyncio.ensure_future(self.app.producer.send(changelog, key, value, event.message.partition, None, None))
+        self.background.add(sent)
+        sent.add_done_callback(self.background.discard)
+
+
+def _checked(request: RegenRequest) -> RegenRequest:
+    """What coalescing and the versions table rely on; the rest is the page builder's to judge."""
+    if not isinstance(request.session_id, str) or not request.session_id:
+        raise ValueError(f"session_id {request.session_id!r} is not a non-empty string")
+    if type(request.version) is not int or request.version < 1:
+        raise ValueError(f"version {request.version!r} is not a positive integer")
+    return request
+
+
+def _rejected(event: EventT) -> Rejected:
+    msg = event.message
+    return Rejected(msg.topic, msg.partition, msg.offset, msg.key, event.value, msg.headers or ())
 
 
 def create_generator_app(settings: Settings) -> tuple[faust.App, StorefrontGenerator]:
@@ -106,39 +235,28 @@ def create_generator_app(settings: Settings) -> tuple[faust.App, StorefrontGener
         control_share=settings.generator.experiment_control_share,
         experiment_id=settings.generator.experiment_id,
     )
-    follower = CatalogFollower(settings, parts, app)
-    changelog = versions.changelog_topic.get_topic_name()
+    catalog_dlq = DeadLetters(app.producer, settings.topics.catalog_dlq_topic, settings.topics.dlq_max_value_bytes)
+    follower = CatalogFollower(settings, parts, catalog_dlq)
+    handler = RequestHandler(
+        app=app,
+        settings=settings,
+        generator=generator,
+        versions=versions,
+        dead_letters=DeadLetters(app.producer, settings.topics.regen_dlq_topic, settings.topics.dlq_max_value_bytes),
+        health=AgentHealth("generate", settings.operations.agent_crash_limit),
+    )
 
     @app.agent(requests_topic, concurrency=1)
     async def generate(stream: StreamT[bytes]) -> None:
-        batch_max, batch_wait_s = settings.generator.generator_batch_max, settings.generator.generator_batch_wait_s
-        async for events in stream.take_events(batch_max, within=batch_wait_s):  # type: ignore[attr-defined]
-            partition_of: dict[str, int] = {}
-            requests = []
-            for event in events:
-                try:
-                    request = RegenRequest.from_json(event.value)
-                except (ValueError, TypeError, KeyError) as exc:
-                    log.warning("unreadable regeneration request skipped", extra={"error": str(exc)})
-                    metrics.INVALID_REQUESTS.inc()
-                    continue
-                requests.append(request)
-                partition_of[request.session_id] = event.message.partition
-            metrics.BATCH_SIZE.observe(len(requests))
-            fresh = coalesce(requests, lambda s: versions.data.get(s.encode(), 0))
-            if not fresh:
-                continue
-            updates = await asyncio.to_thread(generator.generate, fresh)
-            for update in updates:
-                key = update.session_id.encode()
-                await app.producer.send(settings.topics.storefront_topic, key, update.to_json(), None, None, None)
-                versions.data[key] = update.version
-                # Written directly with the request's partition: after take_events the "current event"
-                # Faust would use for table writes is the batch's last, not this session's.
-                value = str(update.version).encode()
-                await app.producer.send(changelog, key, value, partition_of[update.session_id], None, None)
-                if update.latency_ms.request_to_publish:
-                    metrics.REQUEST_TO_PUBLISH.observe(update.latency_ms.request_to_publish / 1000)
+        batches = stream.take_events(  # type: ignore[attr-defined]  # Stream has it, StreamT not
+            settings.generator.generator_batch_max, within=settings.generator.generator_batch_wait_s
+        )
+        try:
+            async for events in batches:
+                await handler.handle(events)
+        except Exception as exc:  # only a failing dead-letter send gets here
+            handler.health.crashed(exc)
+            raise
 
     @app.task
     async def follow_catalog() -> None:
@@ -150,7 +268,10 @@ def create_generator_app(settings: Settings) -> tuple[faust.App, StorefrontGener
     def is_ready() -> bool:
         recovery = app.tables.recovery  # type: ignore[attr-defined]  # on TableManager, not its ABC
         return (
-            bool(recovery.completed.is_set()) and not app.rebalancing and (parts.catalog is None or follower.caught_up)
+            bool(recovery.completed.is_set())
+            and not app.rebalancing
+            and (parts.catalog is None or follower.caught_up)
+            and handler.health.healthy
         )
 
     add_endpoints(app, is_ready)

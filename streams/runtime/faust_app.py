@@ -2,12 +2,61 @@
 
 from __future__ import annotations
 
+import logging
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.streams import _current_event
+from faust.types import EventT
 
+from streams.runtime import metrics
 from streams.runtime.kafka_config import faust_credentials
 from streams.runtime.settings import Settings, StoreKind
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class AgentHealth:
+    """Crashes (and failed batches) of one agent in a row; readiness fails once they reach ``limit``.
+
+    Faust restarts a crashed agent after a few seconds, so a crash loop looks alive from outside:
+    this is what lets ``/readyz`` and ``vitrine_agent_crashes_total`` say so.
+    """
+
+    agent: str
+    limit: int
+    in_a_row: int = 0
+
+    def crashed(self, exc: BaseException) -> None:
+        self.in_a_row += 1
+        metrics.AGENT_CRASHES.labels(self.agent).inc()
+        log.error("agent %s failed (%d in a row)", self.agent, self.in_a_row, exc_info=exc)
+
+    def succeeded(self) -> None:
+        self.in_a_row = 0
+
+    @property
+    def healthy(self) -> bool:
+        return self.in_a_row < self.limit
+
+
+@contextmanager
+def as_current_event(event: EventT) -> Iterator[None]:
+    """Make ``event`` Faust's current event for a table write outside the stream's own iteration.
+
+    Faust's RocksDB store takes a write's partition from the current event and asserts there is one;
+    after ``take_events`` the batch has none of its own (Faust has no public setter for it).
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
 
 
 def logging_config(settings: Settings) -> dict[str, Any]:
@@ -20,8 +69,14 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": fmt},
+        "filters": {"rate_limit": {"()": "streams.runtime.logs.RateLimit"}},
         "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "stream": "ext://sys.stderr",
+                "filters": ["rate_limit"],
+            }
         },
         "root": {"handlers": ["stderr"], "level": settings.operations.log_level.upper()},
     }
@@ -57,6 +112,11 @@ def faust_app(settings: Settings, *, app_id: str, stream_wait_empty: bool = True
         topic_partitions=settings.topics.topic_partitions,
         topic_replication_factor=settings.topics.topic_replication_factor,
         consumer_auto_offset_reset="earliest",
+        # A SIGKILLed pod is noticed after the session timeout; with a group_instance_id (static membership)
+        # its successor takes the same partitions back at once, without a rebalance.
+        broker_session_timeout=settings.connection.consumer_session_timeout_s,
+        broker_heartbeat_interval=settings.connection.consumer_heartbeat_interval_s,
+        consumer_group_instance_id=settings.connection.group_instance_id,
         # Each changelog write is one message; without linger every write is its own produce request,
         # which showed in a py-spy profile (the effect was not isolated in a clean A/B run).
         producer_linger=settings.worker.producer_linger_s,

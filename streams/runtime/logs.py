@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 
 import orjson
@@ -25,8 +26,39 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
+class RateLimit(logging.Filter):
+    """At most one record per (logger, message template) every ``interval_s`` from the noisy client loggers.
+
+    aiokafka logs every failed reconnect attempt at ERROR (aio-libs/aiokafka#496): a 15 s broker
+    outage wrote 236,197 lines. The first of a burst passes; the next one to pass says how many were
+    dropped in between (``suppressed``), so the count is never lost.
+    """
+
+    def __init__(self, interval_s: float = 10.0, prefixes: tuple[str, ...] = ("aiokafka", "kafka")) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self.prefixes = prefixes
+        self._last: dict[tuple[str, object], float] = {}
+        self._dropped: dict[tuple[str, object], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, record.msg)
+        now = time.monotonic()
+        if now - self._last.get(key, -self.interval_s) < self.interval_s:
+            self._dropped[key] = self._dropped.get(key, 0) + 1
+            return False
+        self._last[key] = now
+        dropped = self._dropped.pop(key, 0)
+        if dropped:
+            record.suppressed = dropped
+        return True
+
+
 def configure_logging(level: str, *, json: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RateLimit())
     handler.setFormatter(
         JsonFormatter() if json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )

@@ -54,6 +54,17 @@ class ConnectionSettings(_Section):
     kafka_ssl_cafile: Path | None = None
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
+    # Consumer-group membership: how fast a killed process's partitions come back.
+    group_instance_id: str | None = Field(
+        default=None,
+        description="Static group membership (KIP-345): a restarted pod with the same id takes its partitions "
+        "back without a rebalance. The StatefulSet sets it to the pod name; unique per process, and the "
+        "process must come back on the same web host and port (Faust's assignment carries that address).",
+    )
+    consumer_session_timeout_s: float = Field(
+        default=10.0, gt=0, description="A consumer silent this long is dropped from the group (SIGKILL recovery)."
+    )
+    consumer_heartbeat_interval_s: float = Field(default=2.0, gt=0)
 
 
 class TopicSettings(_Section):
@@ -62,6 +73,17 @@ class TopicSettings(_Section):
     app_id: str = Field(default="vitrine", description="Faust app id: consumer group and changelog prefix.")
     clickstream_topic: str = "clickstream"
     dlq_topic: str = "clickstream.dlq"
+    catalog_dlq_topic: str = Field(
+        default="catalog-updates.dlq", description="Rejected catalog updates (not mixed with clickstream rejects)."
+    )
+    regen_dlq_topic: str = Field(
+        default="regen-requests.dlq", description="Regeneration requests the generator could not read or serve."
+    )
+    dlq_max_value_bytes: int = Field(
+        default=512 * 1024,
+        gt=0,
+        description="Larger rejected values are dead-lettered as a reference (origin, size, sha256) and headers.",
+    )
     regen_topic: str = "regen-requests"
     storefront_topic: str = "storefront-updates"
     catalog_updates_topic: str = "catalog-updates"
@@ -77,6 +99,17 @@ class WorkerSettings(_Section):
     session_ttl_s: float = Field(default=1800.0, gt=0, description="Idle sessions older than this (event time) expire.")
     expiry_interval_s: float = Field(default=30.0, gt=0)
     max_event_bytes: int = Field(default=8192, gt=0)
+    event_ts_max_ahead_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How far an event's ts may lead its Kafka message timestamp (or the wall clock) before it is "
+        "rejected as implausible (e.g. microseconds instead of milliseconds).",
+    )
+    event_ts_max_age_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="How far ts may trail the message timestamp; unset: no limit (replays of historical logs).",
+    )
     # Trigger policy (defaults tuned on REES46: see README).
     trigger_min_events: int = Field(default=3, ge=1)
     trigger_drift_high: float = Field(default=0.35, gt=0, le=2)
@@ -105,6 +138,10 @@ class GeneratorSettings(_Section):
     )
     generator_batch_max: int = Field(default=32, ge=1, description="Most requests per generator micro-batch.")
     generator_batch_wait_s: float = Field(default=0.05, gt=0, description="Longest wait to fill a micro-batch.")
+    generator_max_attempts: int = Field(
+        default=3, ge=1, description="Tries of a failing request before it is dead-lettered with the reason."
+    )
+    generator_retry_backoff_s: float = Field(default=0.5, ge=0, description="First retry delay; doubles each try.")
     items_per_placement: int = Field(default=6, ge=1)
     experiment_control_share: float = Field(
         default=0.1, ge=0, le=1, description="Share of sessions (by hash) shown the traditional control arm."
@@ -151,6 +188,9 @@ class OperationsSettings(_Section):
     web_port: int = Field(default=6066, ge=1, le=65535)
     log_level: str = "INFO"
     log_json: bool = True
+    agent_crash_limit: int = Field(
+        default=3, ge=1, description="Agent crashes (or failed generator batches) in a row after which /readyz fails."
+    )
 
 
 _SECTIONS: dict[str, type[_Section]] = {

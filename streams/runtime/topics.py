@@ -21,7 +21,10 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     return [
         NewTopic(settings.topics.clickstream_topic, n, rf),
         NewTopic(settings.topics.regen_topic, n, rf, topic_configs={"cleanup.policy": "delete"}),
-        NewTopic(settings.topics.dlq_topic, 1, rf, topic_configs={"retention.ms": str(14 * 24 * 3600 * 1000)}),
+        *(
+            NewTopic(name, 1, rf, topic_configs={"retention.ms": str(14 * 24 * 3600 * 1000)})
+            for name in (settings.topics.dlq_topic, settings.topics.catalog_dlq_topic, settings.topics.regen_dlq_topic)
+        ),
         # The latest page per session is what a consumer needs; older versions may be compacted away.
         NewTopic(
             settings.topics.storefront_topic,

@@ -16,24 +16,29 @@ import faust
 from faust.types import EventT, StreamT
 
 from streams.contracts.errors import InvalidEvent
-from streams.contracts.events import decode_event
+from streams.contracts.events import PlausibleTime, decode_event
 from streams.contracts.regen import RegenRequest
 from streams.runtime import metrics
-from streams.runtime.dlq import dlq_headers
-from streams.runtime.faust_app import codec_table, faust_app
+from streams.runtime.dlq import DeadLetters, Rejected
+from streams.runtime.faust_app import AgentHealth, codec_table, faust_app
 from streams.runtime.process import prepare_process
 from streams.runtime.settings import Settings
 from streams.runtime.web import add_endpoints
 from streams.worker.codecs import PRODUCT_SIGNAL_CODEC, SESSION_STATE_CODEC
 from streams.worker.intent import load_intent_space
-from streams.worker.ranker import ProductSignal, RankerSignals, split_key
+from streams.worker.ranker import ProductSignal, RankerSignals, signal_key, split_key
 from streams.worker.sessions import EVENT_WEIGHTS, SessionTracker, distinct_recent
 from streams.worker.state import SessionState
 from streams.worker.trigger import TriggerPolicy
+from streams.worker.watermark import Watermark, plausible_time
 
 log = logging.getLogger(__name__)
 
 _STATE_SIZE_SAMPLE = 256
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 @dataclass(slots=True)
@@ -53,9 +58,12 @@ class SessionWorker:
     table: Any
     ranker_table: Any
     ranker: RankerSignals
-    dlq_topic: str
+    dead_letters: DeadLetters
     regen_topic: str
-    watermark_ms: int = 0
+    window: PlausibleTime
+    health: AgentHealth
+    watermark: Watermark = field(default_factory=Watermark)
+    lag_labels: set[tuple[str, str]] = field(default_factory=set)
     dirty: dict[bytes, SessionState] = field(default_factory=dict)
     dirty_signals: set[bytes] = field(default_factory=set)
     unacked: list[EventT] = field(default_factory=list)
@@ -64,9 +72,16 @@ class SessionWorker:
         msg = event.message
         self.unacked.append(event)
         try:
-            click = decode_event(event.value, max_bytes=self.settings.worker.max_event_bytes, key=msg.key or b"")
+            click = decode_event(
+                event.value,
+                max_bytes=self.settings.worker.max_event_bytes,
+                key=msg.key or b"",
+                window=self.window,
+                reference_ms=int(msg.timestamp * 1000) if msg.timestamp and msg.timestamp > 0 else _now_ms(),
+            )
         except InvalidEvent as exc:
-            await self._dead_letter(msg, event.value, exc)
+            rejected = Rejected(msg.topic, msg.partition, msg.offset, msg.key, event.value, msg.headers or ())
+            await self.dead_letters.send(rejected, exc.reason, exc.detail)
         else:
             key = click.session_id.encode()  # equals msg.key: decode_event checked
             previous = self.table.data.get(key)
@@ -74,13 +89,17 @@ class SessionWorker:
             outcome = self.tracker.apply(previous, click, partition=msg.partition, offset=msg.offset)
             if outcome.duplicate:
                 metrics.DUPLICATES.inc()
+                # The local store (RocksDB survives a SIGKILL) may hold this state although the flush that
+                # would have sent it to the changelog never ran: send it again before this event is acked.
+                self.dirty[key] = outcome.state
+                self._redirty_signals(msg.partition, click.product_id, recent_before)
                 if outcome.request is not None:  # same version again: consumers keep the first
                     metrics.RESENT.inc()
                     await self._request(key, outcome.request, msg.partition)
             else:
                 # Inside the stream the current event names the partition, which the RocksDB store needs.
                 self.table.data[key] = self.dirty[key] = outcome.state
-                self.watermark_ms = max(self.watermark_ms, click.ts)
+                self.watermark.observe(click.ts)
                 metrics.EVENTS.labels(click.event_type).inc()
                 if click.product_id is not None:
                     # A product seen again in the session adds popularity but no new co-visit pairs.
@@ -112,15 +131,17 @@ class SessionWorker:
         for event in unacked:
             event.ack()
 
+    def _redirty_signals(self, partition: int, product_id: str | None, recent: list[str]) -> None:
+        """The ranker signals a redelivered event touched, as far as they exist here (sent again, unchanged)."""
+        if product_id is None:
+            return
+        keys = (signal_key(partition, p) for p in (product_id, *recent))
+        self.dirty_signals.update(k for k in keys if k in self.ranker_table.data)
+
     async def _request(self, key: bytes, request: RegenRequest, partition: int) -> None:
         candidates = self.ranker.for_request(partition, request.context, request.event_ts)
         request = replace(request, ranker=candidates, requested_at_ms=int(time.time() * 1000))
         await self.app.producer.send(self.regen_topic, key, request.to_json(), partition, None, None)
-
-    async def _dead_letter(self, msg: Any, raw: bytes, exc: InvalidEvent) -> None:
-        metrics.DLQ.labels(exc.reason.value).inc()
-        headers = dlq_headers(exc.reason, exc.detail, topic=msg.topic, partition=msg.partition, offset=msg.offset)
-        await self.app.producer.send(self.dlq_topic, msg.key, raw, None, None, headers)
 
     def active_partitions(self) -> set[int]:
         return {
@@ -131,7 +152,7 @@ class SessionWorker:
 
     def expire_idle(self) -> int:
         """Tombstone sessions idle for ``session_ttl_s`` of event time, in this worker's partitions only."""
-        horizon = self.watermark_ms - int(self.settings.worker.session_ttl_s * 1000)
+        horizon = self.watermark.value - int(self.settings.worker.session_ttl_s * 1000)
         active = self.active_partitions()
         expired = [k for k, s in self.table.items() if s.last_ts < horizon and s.partition in active]
         for key in expired:
@@ -148,17 +169,23 @@ class SessionWorker:
         if sample:
             metrics.STATE_BYTES.set(sum(map(len, sample)) / len(sample))
         consumer = self.app.consumer
+        owned: set[tuple[str, str]] = set()
         for tp in consumer.assignment():
             if tp.topic != self.settings.topics.clickstream_topic:
                 continue
             position = await consumer.position(tp)
             highwater = consumer.highwater(tp)
             if position is not None and highwater is not None:
-                metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+                labels = (tp.topic, str(tp.partition))
+                metrics.LAG.labels(*labels).set(max(0, highwater - position))
+                owned.add(labels)
+        for labels in self.lag_labels - owned:  # a partition given away: its lag is its new owner's to report
+            metrics.LAG.remove(*labels)
+        self.lag_labels = owned
 
     def is_ready(self) -> bool:
         recovery = self.app.tables.recovery  # type: ignore[attr-defined]  # on TableManager, not its ABC
-        return bool(recovery.completed.is_set()) and not self.app.rebalancing
+        return bool(recovery.completed.is_set()) and not self.app.rebalancing and self.health.healthy
 
 
 def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
@@ -201,16 +228,25 @@ def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
             half_life_s=settings.worker.ranker_half_life_s,
             per_list=settings.worker.ranker_candidates,
         ),
-        dlq_topic=settings.topics.dlq_topic,
+        dead_letters=DeadLetters(app.producer, settings.topics.dlq_topic, settings.topics.dlq_max_value_bytes),
         regen_topic=settings.topics.regen_topic,
+        window=plausible_time(settings),
+        health=AgentHealth("sessions", settings.operations.agent_crash_limit),
     )
 
     @app.agent(clickstream, concurrency=1)
     async def sessions(stream: StreamT[bytes]) -> None:
         # Manual acks: an event is acked only once the state it produced is on its way to the
         # changelog (see SessionWorker.flush), so a commit never runs ahead of durable state.
-        async for event in stream.noack().events():  # type: ignore[attr-defined]  # Stream has it, StreamT not
-            await worker.handle(event)
+        # Bad input never gets here as an exception (it is dead-lettered); anything that does is counted,
+        # and Faust restarts the agent from the last acked offset.
+        try:
+            async for event in stream.noack().events():  # type: ignore[attr-defined]  # Stream has it, StreamT not
+                await worker.handle(event)
+                worker.health.succeeded()
+        except Exception as exc:
+            worker.health.crashed(exc)
+            raise
 
     @app.timer(settings.worker.flush_interval_s)
     async def flush() -> None:

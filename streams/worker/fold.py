@@ -6,12 +6,13 @@ tune the trigger policy: both go through ``SessionTracker.apply``, the worker's 
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from streams.contracts.errors import InvalidEvent
-from streams.contracts.events import decode_event
+from streams.contracts.events import PlausibleTime, decode_event
 from streams.contracts.regen import RegenRequest
 from streams.datasets.readers import ReplayRecord
 from streams.runtime.settings import Settings
@@ -41,12 +42,21 @@ def fold(
     *,
     max_event_bytes: int,
     ranker: RankerSignals | None = None,
+    window: PlausibleTime | None = None,
+    now_ms: int | None = None,
 ) -> FoldResult:
-    """With a ``ranker``, also the requests the worker would send (one partition, as if one worker)."""
+    """With a ``ranker``, also the requests the worker would send (one partition, as if one worker).
+
+    With a ``window``, ``ts`` is checked against ``now_ms`` (the wall clock by default), as the worker
+    checks it against the message timestamp of a log replayed now.
+    """
     result = FoldResult()
+    reference_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     for offset, rec in enumerate(records):
         try:
-            event = decode_event(rec.value, max_bytes=max_event_bytes, key=rec.key or b"")
+            event = decode_event(
+                rec.value, max_bytes=max_event_bytes, key=rec.key or b"", window=window, reference_ms=reference_ms
+            )
         except InvalidEvent as exc:
             result.invalid[exc.reason.value] += 1
             continue

@@ -233,6 +233,9 @@ def test_idle_sessions_expire_with_a_changelog_tombstone(
         {"event_id": "e1", "session_id": "idle", "event_type": "view", "product_id": "1", "ts": t0},
         {"event_id": "e2", "session_id": "idle", "event_type": "view", "product_id": "2", "ts": t0 + 1000},
         {"event_id": "e3", "session_id": "active", "event_type": "view", "product_id": "3", "ts": t0 + 600_000},
+        # The watermark is a median of recent event times: one event alone does not move it.
+        {"event_id": "e4", "session_id": "active", "event_type": "view", "product_id": "4", "ts": t0 + 600_001},
+        {"event_id": "e5", "session_id": "active", "event_type": "view", "product_id": "5", "ts": t0 + 600_002},
     ]
     log = tmp_path / "two-sessions.jsonl"
     log.write_bytes(b"\n".join(orjson.dumps(e) for e in events))

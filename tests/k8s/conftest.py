@@ -23,6 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 VALIDATE_SH = REPO / "k8s" / "validate.sh"
 OVERLAYS = ("cpu", "gpu")
 KEDA_SCHEMA_DIR = Path(__file__).resolve().parent / "schemas" / "keda-v2.18.0"
+PROMETHEUS_OPERATOR_SCHEMA_DIR = Path(__file__).resolve().parent / "schemas" / "prometheus-operator-v0.86.1"
+CRD_SCHEMA_DIRS = (KEDA_SCHEMA_DIR, PROMETHEUS_OPERATOR_SCHEMA_DIR)
 
 Manifest = dict[str, Any]
 
@@ -55,9 +57,10 @@ def render(directory: Path) -> list[Manifest]:
 @cache
 def _crd_schema(kind: str, api_version: str) -> dict[str, Any]:
     group, _, version = api_version.partition("/")
-    path = KEDA_SCHEMA_DIR / f"{kind.lower()}-{group.split('.')[0]}-{version}.json"
-    if not path.exists():
-        raise FileNotFoundError(f"no schema for {api_version} {kind} (looked for {path.name})")
+    name = f"{kind.lower()}-{group.split('.')[0]}-{version}.json"
+    path = next((d / name for d in CRD_SCHEMA_DIRS if (d / name).exists()), None)
+    if path is None:
+        raise FileNotFoundError(f"no schema for {api_version} {kind} (looked for {name})")
     schema: dict[str, Any] = json.loads(path.read_text())
     return schema
 
@@ -72,7 +75,7 @@ def schema_errors(obj: Manifest, k8s_version: str) -> list[str]:
     kind, api_version = obj.get("kind", "?"), obj.get("apiVersion", "?")
     name = obj.get("metadata", {}).get("name", "?")
     label = f"{kind}/{name}"
-    if api_version.split("/")[0] == "keda.sh":
+    if api_version.split("/")[0] in ("keda.sh", "monitoring.coreos.com"):
         try:
             schema = _crd_schema(kind, api_version)
         except FileNotFoundError as exc:

@@ -251,7 +251,9 @@ def test_keda_scales_on_lag_within_partitions(docs: list[Manifest], get: Get, na
     auth = get(docs, "TriggerAuthentication", trigger["authenticationRef"]["name"])["spec"]
     refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["secretTargetRef"]}
     (container,) = get(docs, kind, workload)["spec"]["template"]["spec"]["containers"]
-    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    env = {
+        e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})
+    }
     pw = env["VITRINE_KAFKA_SASL_PASSWORD"]
     assert refs["password"] == (pw["name"], pw["key"]), "scaler and consumers must use the same credentials"
 

@@ -1,0 +1,112 @@
+"""Session workers under faults on a real broker: SIGKILL mid-replay (both stores, same and fresh volume,
+with recovery time) and a rebalance 1 -> 2 -> 1. Every session must equal the offline reference and
+every request version must be sent."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from streams.datasets.readers import ReplayRecord, read_source
+from streams.devtools.replay import replay
+from streams.runtime.settings import Settings, StoreKind
+from tests.conftest import REES46, WorkerProcess
+from tests.integration.test_session_worker import reference
+from tests.reliability.checks import Figures, assert_no_request_version_lost, assert_sessions_equal, wait_for
+
+pytestmark = pytest.mark.kafka
+
+RECOVERY_LIMIT_S = 15.0
+
+
+def replay_in_background(records: list[ReplayRecord], settings: Settings) -> threading.Thread:
+    thread = threading.Thread(target=lambda: asyncio.run(replay(records, settings, progress=False)))
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("store", [StoreKind.ROCKSDB, StoreKind.MEMORY])
+def test_sigkill_mid_replay_recovers_within_15s_and_loses_nothing(
+    store: StoreKind,
+    settings_factory: Callable[..., Settings],
+    worker_factory: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    # Static membership, as the StatefulSet sets it: the restarted pod takes its partitions back at once.
+    settings = settings_factory(store=store, group_instance_id=f"worker-{uuid.uuid4().hex[:6]}")
+    records = read_source(REES46, limit=3000).records
+    volume = tmp_path / "volume"
+    first = worker_factory(settings, volume)
+    first.wait_ready()
+    sender = replay_in_background(records, settings)
+    wait_for(lambda: first.endpoint.processed() >= 1000, 120, "1,000 events in")
+    first.proc.kill()
+    killed = time.monotonic()
+    first.proc.wait()
+
+    # The same pod again: same volume, same web address (Faust's assignment carries it; a StatefulSet
+    # pod keeps its hostname and port), same instance id.
+    second = WorkerProcess(first.settings, tmp_path / "worker-restarted.log").start()
+    try:
+        wait_for(lambda: _processed(second) > 0, 60, "processing again")
+        recovery_s = time.monotonic() - killed
+        sender.join()
+        expected = reference(records, settings)
+        assert_sessions_equal(settings, expected)
+        requests, copies = assert_no_request_version_lost(settings, expected)
+        assert second.endpoint.metric("vitrine_agent_crashes_total") == 0
+    finally:
+        assert second.stop() == 0
+
+    # A fresh volume on another address: a new member (a static id is bound to its address).
+    third = worker_factory(settings.model_copy(update={"group_instance_id": None}))
+    third.wait_ready()
+    wait_for(lambda: third.endpoint.metric("vitrine_sessions") == len(expected), 30, "restored")
+    print(Figures(len(records), len(expected), requests, copies, recovery_s).line(f"sigkill-mid-replay-{store}"))
+    assert recovery_s <= RECOVERY_LIMIT_S, f"processing again after {recovery_s:.1f}s"
+
+
+def _processed(worker: WorkerProcess) -> float:
+    try:
+        return worker.endpoint.processed()
+    except OSError:
+        return 0.0  # not listening yet
+
+
+def test_rebalance_one_two_one_loses_nothing(
+    settings_factory: Callable[..., Settings], worker_factory: Callable[..., WorkerProcess]
+) -> None:
+    settings = settings_factory(store=StoreKind.ROCKSDB)
+    records = read_source(REES46, limit=3000).records
+    a = worker_factory(settings)
+    a.wait_ready()
+    asyncio.run(replay(records[:1000], settings, progress=False))
+    a.wait_processed(1000)
+
+    b = worker_factory(settings)  # 1 -> 2: partitions move to b with their changelog
+    b.wait_ready()
+    asyncio.run(replay(records[1000:2000], settings, progress=False))
+    assert_sessions_equal(settings, reference(records[:2000], settings))
+    assert b.endpoint.metric("vitrine_events_total") > 0, "b never got a partition"
+    # a reports lag only for what it still owns (it once kept exporting the partitions it gave away).
+    wait_for(lambda: 0 < _lag_partitions(a) < settings.topics.topic_partitions, 30, "dropping lag of moved partitions")
+
+    assert b.stop() == 0  # 2 -> 1: a takes everything back
+    asyncio.run(replay(records[2000:], settings, progress=False))
+    expected = reference(records, settings)
+    assert_sessions_equal(settings, expected)
+    requests, copies = assert_no_request_version_lost(settings, expected)
+    assert a.endpoint.metric("vitrine_agent_crashes_total") == 0
+    wait_for(lambda: _lag_partitions(a) == settings.topics.topic_partitions, 30, "exporting lag of every partition")
+    print(Figures(len(records), len(expected), requests, copies).line("rebalance-1-2-1"))
+
+
+def _lag_partitions(worker: WorkerProcess) -> int:
+    _, body = worker.endpoint.get("/metrics")
+    return sum(1 for line in body.decode().splitlines() if line.startswith("vitrine_consumer_lag{"))
