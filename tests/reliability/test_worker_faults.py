@@ -65,7 +65,7 @@ def test_sigkill_mid_replay_recovers_within_15s_and_loses_nothing(
         assert second.stop() == 0
 
     # A fresh volume on another address: a new member (a static id is bound to its address).
-    third = worker_factory(settings.model_copy(update={"group_instance_id": None}))
+    third = worker_factory(settings.replace(group_instance_id=None))
     third.wait_ready()
     wait_for(lambda: third.endpoint.metric("vitrine_sessions") == len(expected), 30, "restored")
     print(Figures(len(records), len(expected), requests, copies, recovery_s).line(f"sigkill-mid-replay-{store}"))

@@ -30,7 +30,7 @@ def test_sigkill_before_the_first_flush_loses_no_session(
     settings = settings_factory(store=store)
     records = read_source(REES46, limit=300).records
     volume = tmp_path / "volume"
-    first = worker_factory(settings.model_copy(update=NEVER), volume)
+    first = worker_factory(settings.replace(**NEVER), volume)
     first.wait_ready()
     asyncio.run(replay(records, settings, progress=False))
     first.wait_processed(len(records))
