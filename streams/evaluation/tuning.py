@@ -22,7 +22,7 @@ from models.embedder import Embed
 from models.quality import QualityFilter
 from streams.catalog.artifacts import Catalog
 from streams.datasets.readers import SourceFormat, read_source
-from streams.evaluation.cascade import Cascade, ExactRetriever, Planning, Weights, catalog_teacher
+from streams.evaluation.cascade import Cascade, Planning, Weights, catalog_teacher, exact_retriever
 from streams.evaluation.history import History
 from streams.evaluation.protocol import (
     NOVEL,
@@ -119,10 +119,9 @@ def tune(
         """The serving cascade with the catalog teacher writing, as the main report's teacher row plans."""
         return Planning(
             history=history,
-            log=events,
             catalog=catalog,
             writer=catalog_teacher(catalog, events, None),
-            retriever=ExactRetriever(catalog),
+            retriever=exact_retriever(catalog, history),
             quality=quality,
             embed=embed,
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from streams.contracts.errors import InvalidEvent
 from streams.contracts.events import decode_event
@@ -17,7 +17,7 @@ from streams.datasets.readers import ReplayRecord
 from streams.runtime.settings import Settings
 from streams.worker.intent import load_intent_space
 from streams.worker.ranker import RankerSignals
-from streams.worker.sessions import EVENT_WEIGHTS, SessionTracker, distinct_recent
+from streams.worker.sessions import SessionTracker, WorkerStep
 from streams.worker.state import SessionState
 from streams.worker.trigger import TriggerPolicy
 
@@ -44,6 +44,7 @@ def fold(
 ) -> FoldResult:
     """With a ``ranker``, also the requests the worker would send (one partition, as if one worker)."""
     result = FoldResult()
+    step = WorkerStep(tracker, ranker if ranker is not None else RankerSignals({}, half_life_s=3600.0))
     for offset, rec in enumerate(records):
         try:
             event = decode_event(rec.value, max_bytes=max_event_bytes, key=rec.key or b"")
@@ -51,18 +52,13 @@ def fold(
             result.invalid[exc.reason.value] += 1
             continue
         key = event.session_id.encode()
-        previous = result.states.get(key)
-        recent_before = distinct_recent(previous) if previous is not None else []
-        outcome = tracker.apply(previous, event, partition=0, offset=offset)
-        result.states[key] = outcome.state
+        done = step.apply(result.states.get(key), event, partition=0, offset=offset)
+        result.states[key] = done.state
         result.events += 1
-        if ranker is not None:
-            ranker.observe_click(0, event, recent_before, EVENT_WEIGHTS[event.event_type])
-        if outcome.request is not None:
-            result.triggers[outcome.request.reason] += 1
+        if done.request is not None:
+            result.triggers[done.request.reason] += 1
             if ranker is not None:
-                candidates = ranker.for_request(0, outcome.request.context, event.ts)
-                result.emitted.append(replace(outcome.request, ranker=candidates))
+                result.emitted.append(done.request)
     return result
 
 
