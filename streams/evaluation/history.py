@@ -47,7 +47,8 @@ class History:
         self.states: dict[str, SessionState] = {}  # worker state per context
         self.known: dict[str, None] = {}  # products with an event so far, first-seen order: the universe
         self.session_items: dict[str, set[str]] = {}
-        self.own: dict[str, dict[str, float]] = {}  # context -> product -> growing weight, last touch last
+        # context -> product -> (decayed count at ts, ts), last touch last
+        self.own: dict[str, dict[str, tuple[float, int]]] = {}
         self.admitted: list[Callable[[str], None]] = []  # told of every newly known product (retrievers)
         self.observed = 0  # events folded in so far: a page planned at the same count saw the same past
         self.now_ms = t0
@@ -72,9 +73,17 @@ class History:
                 admit(product)
         self.session_items.setdefault(event.session_id, set()).add(product)
         if context is not None:
-            w = 2.0 ** ((event.ts - self.t0) / self.context_half_life_ms)
             items = self.own.setdefault(context, {})
-            items[product] = items.pop(product, 0.0) + w
+            weight, ts = items.pop(product, (0.0, event.ts))
+            items[product] = (self._decayed(weight, ts, event.ts) + 1.0, event.ts)
+
+    def own_items(self, context: str | None) -> dict[str, float]:
+        """The context's own products with their counts decayed to now (recently viewed, re-buy)."""
+        items = self.own.get(context) if context is not None else None
+        return {p: self._decayed(w, ts, self.now_ms) for p, (w, ts) in items.items()} if items else {}
+
+    def _decayed(self, weight: float, ts: int, now_ms: int) -> float:
+        return weight * 0.5 ** (max(0, now_ms - ts) / self.context_half_life_ms)
 
     def recent(self, context: str | None, n: int) -> list[str]:
         """The context's last ``n`` distinct products in the worker's state, most recent first."""

@@ -97,8 +97,7 @@ class OwnHistory(Strategy):
         self.description = description
 
     def rank(self, context: str | None, n: int) -> list[str]:
-        items = self.history.own.get(context) if context is not None else None
-        return _top(items, n) if items else []
+        return _top(self.history.own_items(context), n)
 
 
 class RankFusion(Strategy):

@@ -22,20 +22,21 @@ from streams.generator.retrieval import RetrievalError, Retriever
 
 log = logging.getLogger(__name__)
 
-# Tuned with the offline replay on REES46 (docs/eval/fusion-weights.md): a grid of per-signal factors on the
-# earlier hand-set weights (retrieval x0.5/1/2, co-visitation x0.5/1/2, category x0.5/1, popularity x0/1,
-# diversity x0/1, same factor for every kind), scored by hit@12 on the next novel product over the earliest 60%
-# of the 2019-Oct-head events with the catalog-teacher cascade; chosen: co-visitation x2, category x0.5,
-# popularity and diversity x0. On the later 40% it lifted hit@12 from 0.136 to 0.178 (session-kNN: 0.127).
-# Command: `vitrine eval ../shared/data/rees46/2019-Oct-head.csv --catalog var/catalog-rees46 --tune 0.6
-# --out docs/eval/fusion-weights.md`. Tuned for accuracy on one clickstream: diversity 0 drops the MMR step.
+# Tuned with the offline replay on REES46 under the fair protocol (docs/eval/fusion-weights.md): a grid of per-signal
+# factors on the hand-set weights (``streams.evaluation.tuning.BASE``: retrieval x0.5/1/2, co-visitation x0.5/1/2,
+# category x0.5/1, popularity x0/1, diversity x0/1, same factor for every kind), scored by hit@12 on the next novel
+# product over the earliest 60% of the 2019-Oct-head events with the catalog-teacher cascade, every page ranking only
+# products known before it; chosen: retrieval x0.5, co-visitation x2, popularity and diversity x0. On the later 40%
+# it lifted hit@12 from 0.130 to 0.166 (session-kNN: 0.171). Command: `vitrine eval
+# ../shared/data/rees46/2019-Oct-head.csv --catalog var/catalog-rees46 --tune 0.6 --out docs/eval/fusion-weights.md`.
+# Tuned for accuracy on one clickstream: diversity 0 drops the MMR step.
 DEFAULT_WEIGHTS: dict[PlacementKind, FusionWeights] = {
-    PlacementKind.HERO: FusionWeights(retrieval=1.0, covisitation=1.6, category=0.2, popularity=0.0, diversity=0.0),
+    PlacementKind.HERO: FusionWeights(retrieval=0.5, covisitation=1.6, category=0.4, popularity=0.0, diversity=0.0),
     PlacementKind.BECAUSE_YOU_VIEWED: FusionWeights(
-        retrieval=0.5, covisitation=2.0, category=0.15, popularity=0.0, diversity=0.0
+        retrieval=0.25, covisitation=2.0, category=0.3, popularity=0.0, diversity=0.0
     ),
-    PlacementKind.EXPLORE: FusionWeights(retrieval=1.0, covisitation=0.4, category=0.25, popularity=0.0, diversity=0.0),
-    PlacementKind.DEALS: FusionWeights(retrieval=0.6, covisitation=0.4, category=0.25, popularity=0.0, diversity=0.0),
+    PlacementKind.EXPLORE: FusionWeights(retrieval=0.5, covisitation=0.4, category=0.5, popularity=0.0, diversity=0.0),
+    PlacementKind.DEALS: FusionWeights(retrieval=0.3, covisitation=0.4, category=0.5, popularity=0.0, diversity=0.0),
 }
 CONTROL_THEMES: dict[PlacementKind, str] = {
     PlacementKind.HERO: "Picked for you",

@@ -29,9 +29,10 @@ if TYPE_CHECKING:
 # The ranker's parameters, shared by the served request lists and the evaluation's baselines (one implementation):
 # a co-visit pair is two products within COVIS_WINDOW consecutive events of a session (consecutive repeats of one
 # product collapsed); the co-visited list sums the neighbours of the session's last distinct products weighted
-# KNN_WEIGHTS (session-kNN through item neighbourhoods). Chosen on the earliest 60% of the REES46 sample's events
-# (docs/eval/rees46.md, "Ranker parameters").
-COVIS_WINDOW = 5
+# KNN_WEIGHTS (session-kNN through item neighbourhoods), ties to the more popular. The window (3, 5 or 8) and the
+# popularity half-life were chosen on the earliest 60% of the REES46 sample's events (docs/eval/fusion-weights.md);
+# 3 and 5 are within 0.001 hit@12 of each other there.
+COVIS_WINDOW = 3
 KNN_WEIGHTS = (1.0, 0.5, 0.25)
 NEIGHBOURS = 100
 _PRUNE_AT = 130  # prune back to NEIGHBOURS only past this, so a hot product is not re-sorted per event
@@ -186,8 +187,13 @@ class RankerSignals:
             for other, count in signal.neighbours.items():
                 if other not in seen:
                     scores[other] = scores.get(other, 0.0) + count * weight
-        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[: n or self.per_list]
-        return [(p, round(s, 4)) for p, s in ranked]
+        # Co-visit counts are small integers and tie often: the more popular neighbour first.
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], -self._popularity(partition, kv[0]), kv[0]))
+        return [(p, round(s, 4)) for p, s in ranked[: n or self.per_list]]
+
+    def _popularity(self, partition: int, product_id: str) -> float:
+        signal = self.store.get(signal_key(partition, product_id))
+        return signal.rank_key(self.half_life_ms) if signal is not None else -math.inf
 
     def partitions(self) -> set[int]:
         return {split_key(k)[0] for k in self.store}

@@ -58,7 +58,7 @@ def test_covisitation_is_symmetric_and_skips_the_session_items() -> None:
     r.observe(0, "a", None, 1.0, 0)
     r.observe(0, "b", None, 1.0, 1, co_visited=["a"])
     r.observe(0, "c", None, 1.0, 2, co_visited=["b", "a"])
-    assert [p for p, _ in r.covisited(0, ["a"])] == ["b", "c"]
+    assert [p for p, _ in r.covisited(0, ["a"])] == ["c", "b"]  # a tie: c, the more recent, is more popular
     # Most recent first, weights 1, 1/2: from c (recent) b scores 1, a 1; a is in the session itself.
     assert r.covisited(0, ["c", "a"]) == [("b", 1.5)]
 
@@ -105,9 +105,12 @@ def _browse(r: RankerSignals, session: str, products: str) -> None:
 def test_pairs_span_a_window_of_consecutive_events_with_repeats_collapsed() -> None:
     r = signals()
     _browse(r, "s", "AABBCDEFG")  # collapsed: A B C D E F G
-    assert COVIS_WINDOW == 5
-    neighbours = r.store[signal_key(0, "A")].neighbours
-    assert neighbours == {"B": 1.0, "C": 1.0, "D": 1.0, "E": 1.0}  # F is 5 collapsed events after A: out
+    assert COVIS_WINDOW == 3
+    assert r.store[signal_key(0, "A")].neighbours == {"B": 1.0, "C": 1.0}  # D is 3 collapsed events after A: out
+    assert r.store[signal_key(0, "D")].neighbours == {"B": 1.0, "C": 1.0, "E": 1.0, "F": 1.0}
+    wide = RankerSignals({}, half_life_s=3600, window=5)
+    _browse(wide, "s", "AABBCDEFG")
+    assert wide.store[signal_key(0, "A")].neighbours == {"B": 1.0, "C": 1.0, "D": 1.0, "E": 1.0}
     r2 = signals()
     _browse(r2, "s", "ABA")  # a return to A pairs A and B again; the immediate repeat of A in "AAB" would not
     assert r2.store[signal_key(0, "A")].neighbours == {"B": 2.0}
