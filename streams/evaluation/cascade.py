@@ -15,7 +15,6 @@ Qdrant backend (congruence test), restricted to the products known before the pa
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from streams.evaluation.protocol import EventLog
 from streams.evaluation.strategies import OwnHistory, Placement, Strategy
 from streams.generator.assembly import DEFAULT_WEIGHTS, StorefrontAssembler
 from streams.generator.fusion import FusionWeights
-from streams.generator.pipeline import PagePlan
+from streams.generator.pipeline import PagePlan, stable_bucket
 from streams.generator.planners import CANDIDATES, CascadePlanner, StudentWriter
 from streams.generator.retrieval import ExactRetriever
 from streams.generator.setup import catalog_facts
@@ -245,8 +244,7 @@ class Cascade(Strategy):
 
 def in_sample(cluster: str, fraction: float) -> bool:
     """A stable share of sessions / customers: a hash, so reruns and strategies agree on the sample."""
-    bucket = int.from_bytes(hashlib.blake2b(cluster.encode(), digest_size=8).digest(), "big") / 2**64
-    return bucket < fraction
+    return stable_bucket(cluster) < fraction
 
 
 # --- what the report says about the plans ---------------------------------------------------------------------

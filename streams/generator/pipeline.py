@@ -42,10 +42,14 @@ class Planner(Protocol):
     def plan(self, requests: Sequence[RegenRequest]) -> list[PagePlan]: ...
 
 
+def stable_bucket(key: str) -> float:
+    """A key's place in [0, 1): a hash, the same on every machine and run (arms here, samples offline)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") / 2**64
+
+
 def arm_for(session_id: str, control_share: float, treatment: Arm) -> Arm:
     """Stable per session (a hash, not a coin flip), so a shopper never switches arms mid-session."""
-    bucket = int.from_bytes(hashlib.blake2b(session_id.encode(), digest_size=8).digest(), "big") / 2**64
-    return Arm.CONTROL if bucket < control_share else treatment
+    return Arm.CONTROL if stable_bucket(session_id) < control_share else treatment
 
 
 def coalesce(requests: Sequence[RegenRequest], published: Callable[[str], int]) -> list[RegenRequest]:
