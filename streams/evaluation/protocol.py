@@ -360,6 +360,7 @@ def evaluate(
         stats[f"scored: {target}"] = counts[target]
     stats["products on a page before their first event"] = counts["unknown on pages"]
     stats.update({f"skipped rows: {reason}": n for reason, n in source.skipped.items()})
+    stats["rejected events (the worker's contract)"] = sum(log.rejected.values())
     stats.update({f"rejected events: {reason}": n for reason, n in sorted(log.rejected.items())})
     return EvalRun(
         fmt=fmt,

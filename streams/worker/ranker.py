@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 # product collapsed); the co-visited list sums the neighbours of the session's last distinct products weighted
 # KNN_WEIGHTS (session-kNN through item neighbourhoods), ties to the more popular. The window (3, 5 or 8) and the
 # popularity half-life were chosen on the earliest 60% of the REES46 sample's events (docs/eval/fusion-weights.md);
-# 3 and 5 are within 0.001 hit@12 of each other there.
-COVIS_WINDOW = 3
+# 3 and 5 are within 0.001 hit@12 of each other there, 8 is worse.
+COVIS_WINDOW = 5
 KNN_WEIGHTS = (1.0, 0.5, 0.25)
 NEIGHBOURS = 100
 _PRUNE_AT = 130  # prune back to NEIGHBOURS only past this, so a hot product is not re-sorted per event

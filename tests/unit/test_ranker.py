@@ -105,12 +105,13 @@ def _browse(r: RankerSignals, session: str, products: str) -> None:
 def test_pairs_span_a_window_of_consecutive_events_with_repeats_collapsed() -> None:
     r = signals()
     _browse(r, "s", "AABBCDEFG")  # collapsed: A B C D E F G
-    assert COVIS_WINDOW == 3
-    assert r.store[signal_key(0, "A")].neighbours == {"B": 1.0, "C": 1.0}  # D is 3 collapsed events after A: out
-    assert r.store[signal_key(0, "D")].neighbours == {"B": 1.0, "C": 1.0, "E": 1.0, "F": 1.0}
-    wide = RankerSignals({}, half_life_s=3600, window=5)
-    _browse(wide, "s", "AABBCDEFG")
-    assert wide.store[signal_key(0, "A")].neighbours == {"B": 1.0, "C": 1.0, "D": 1.0, "E": 1.0}
+    assert COVIS_WINDOW == 5
+    neighbours = r.store[signal_key(0, "A")].neighbours
+    assert neighbours == {"B": 1.0, "C": 1.0, "D": 1.0, "E": 1.0}  # F is 5 collapsed events after A: out
+    narrow = RankerSignals({}, half_life_s=3600, window=3)
+    _browse(narrow, "s", "AABBCDEFG")
+    assert narrow.store[signal_key(0, "A")].neighbours == {"B": 1.0, "C": 1.0}
+    assert narrow.store[signal_key(0, "D")].neighbours == {"B": 1.0, "C": 1.0, "E": 1.0, "F": 1.0}
     r2 = signals()
     _browse(r2, "s", "ABA")  # a return to A pairs A and B again; the immediate repeat of A in "AAB" would not
     assert r2.store[signal_key(0, "A")].neighbours == {"B": 2.0}
