@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # category x0.5/1, popularity x0/1, diversity x0/1, same factor for every kind), scored by hit@12 on the next novel
 # product over the earliest 60% of the 2019-Oct-head events with the catalog-teacher cascade, every page ranking only
 # products known before it; chosen: retrieval x0.5, co-visitation x2, popularity and diversity x0. On the later 40%
-# it lifted hit@12 from 0.130 to 0.166 (session-kNN: 0.171). Command: `vitrine eval
+# it lifted hit@12 from 0.128 to 0.163 (session-kNN: 0.173, paired -0.010 [-0.018, -0.003]). Command: `vitrine eval
 # ../shared/data/rees46/2019-Oct-head.csv --catalog var/catalog-rees46 --tune 0.6 --out docs/eval/fusion-weights.md`.
 # Tuned for accuracy on one clickstream: diversity 0 drops the MMR step.
 DEFAULT_WEIGHTS: dict[PlacementKind, FusionWeights] = {
