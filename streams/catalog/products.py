@@ -24,7 +24,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from streams.catalog.exceptions import CatalogError
-from streams.datasets.readers import head_noun, open_text
+from streams.datasets.readers import head_noun, open_text, rees46_category
 
 
 class ProductSource(StrEnum):
@@ -110,10 +110,10 @@ def read_rees46(path: Path, limit: int | None = None) -> list[Product]:
 
 
 def _rees46_product(pid: str, row: dict[str, str]) -> Product:
-    category = row["category_code"] or None
+    category = rees46_category(row)  # the events' key, so fusion and the teacher see the events' categories
     brand = row["brand"] or None
-    if category:
-        leaf = category.rsplit(".", 1)[-1].replace("_", " ")
+    if row["category_code"]:
+        leaf = row["category_code"].rsplit(".", 1)[-1].replace("_", " ")
         title = f"{brand} {leaf}" if brand else leaf
     else:
         title = f"product {pid} by {brand}" if brand else f"product {pid}"

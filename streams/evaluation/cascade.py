@@ -1,23 +1,22 @@
-"""The generative cascade replayed offline: pages planned and fused as the generator does, from the past alone.
+"""The generative cascade replayed offline: the page the generator would publish, from the past alone.
 
-For a scored position the session context is rebuilt from ``History`` the way the session worker would
-have sent it (``SessionContext``: the last events with their types, event-weighted category and brand
-affinities), the page is planned by the serving code (``streams.generator.planners.placement_inputs`` and
-``write_placements``: context text, retrieval-augmented keyword candidates, a writer's themes and
-keywords, the candidate verdict), each usable placement's keywords retrieve products, and each placement
-fuses retrieval with the traditional signals from ``History`` through ``streams.generator.fusion.fuse`` with the
-placement kind's weights, no product on two placements, exactly as ``StorefrontAssembler.assemble`` does,
-plus the position's exclusions (items the target cannot count), so every placement keeps its slots.
+For a scored position the regeneration request is the one the worker would send now: its ``SessionContext``
+from the worker's own session state (``streams.worker.sessions.session_context``) and its ranker lists from
+the worker's own signals (``RankerSignals.for_request``), both folded by the worker's step in ``History``. The
+page is then planned and assembled by the generator's own code: ``CascadePlanner.plan`` (context text, keyword
+candidates, the writer's themes and keywords, quality verdicts) and ``StorefrontAssembler.assemble`` (retrieval,
+fusion with the ranker lists per placement kind, top-up, no product on two placements), with the position's
+exclusions hidden (``hide``: the novel-product target leaves out the session's own products).
 
-Retrieval is exact cosine over the catalog's product vectors (``ExactRetriever``): what Qdrant's exact
-search returns in local mode, without opening the local store, which one process locks.
+Retrieval is ``streams.generator.retrieval.ExactRetriever``: exact cosine in memory, the same answers as the
+Qdrant backend (congruence test), restricted to the products known before the page (its ``universe``, fed by
+``History``); keyword candidates are only keywords that retrieve a known product.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,135 +28,68 @@ from models.student import Student
 from models.teacher import Teacher, TeacherInput
 from models.teacher_catalog import CatalogTeacher
 from streams.catalog.artifacts import Catalog
-from streams.contracts.events import ClickEvent
-from streams.contracts.regen import RankerCandidates, RecentItem, SessionContext
-from streams.contracts.storefront import Arm, ItemSource
-from streams.evaluation.history import History
+from streams.contracts.experiment import stable_bucket
+from streams.contracts.regen import RegenRequest
+from streams.contracts.storefront import Arm
+from streams.evaluation.history import PARTITION, History
 from streams.evaluation.protocol import EventLog
 from streams.evaluation.strategies import OwnHistory, Placement, Strategy
-from streams.generator.assembly import BOUGHT_EVENTS, DEFAULT_WEIGHTS, traditional_signals
-from streams.generator.fusion import FusionWeights, fuse
+from streams.generator.assembly import DEFAULT_WEIGHTS, StorefrontAssembler
+from streams.generator.fusion import FusionWeights
+from streams.generator.pipeline import PagePlan
 from streams.generator.planners import CANDIDATES, CascadePlanner, StudentWriter
-from streams.worker.sessions import ranked
-from streams.worker.state import RECENT_ITEMS, TOP_BRANDS, TOP_CATEGORIES
+from streams.generator.retrieval import ExactRetriever
+from streams.generator.setup import catalog_facts
+from streams.worker.sessions import session_context
+from streams.worker.state import RECENT_ITEMS
 
-PER_KEYWORD = 24  # KeywordRetriever.per_keyword
-PER_LIST = 24  # RankerSignals.per_list: the length of each traditional list in a regeneration request
-RANKER_CATEGORIES = 3  # RankerSignals.for_request: the session's top three categories
+PER_PLACEMENT = 3  # 4 placements x 3 = the page of k = 12 every strategy is scored on
+REPLAY_REASON = "replay"
 
 Weights = Mapping[PlacementKind, FusionWeights]
 
 
-class ExactRetriever:
-    """Keyword -> its ``per_keyword`` nearest in-stock products by exact cosine, computed for the whole
-    vocabulary up front (it is finite); a placement gets the union of its keywords' hits, best score first, as
-    ``streams.generator.retrieval.KeywordRetriever.search`` returns it."""
-
-    def __init__(self, catalog: Catalog, per_keyword: int = PER_KEYWORD, *, chunk: int = 256) -> None:
-        stock = np.array([p.in_stock for p in catalog.products], dtype=bool)
-        ids = [p.product_id for p, ok in zip(catalog.products, stock, strict=True) if ok]
-        vectors = np.ascontiguousarray(catalog.product_vectors[stock])
-        self.per_keyword = per_keyword
-        self._hits: dict[str, list[tuple[str, float]]] = {}
-        n = min(per_keyword, len(ids))
-        # The whole vocabulary at once, a chunk of keywords per matrix product: far cheaper than one query each.
-        for start in range(0, len(catalog.keywords), chunk):
-            scores = catalog.keyword_vectors[start : start + chunk] @ vectors.T
-            top = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n else np.zeros((len(scores), 0), dtype=int)
-            for row, keyword in enumerate(catalog.keywords[start : start + chunk]):
-                found = [(ids[i], float(scores[row, i])) for i in top[row]]
-                self._hits[keyword.keyword] = sorted(found, key=lambda h: (-h[1], h[0]))
-        self._used: set[str] = set()
-
-    def hits(self, keyword: str) -> list[tuple[str, float]]:
-        self._used.add(keyword)
-        return self._hits.get(keyword, [])
-
-    @property
-    def cached(self) -> int:
-        """Distinct keywords asked for so far."""
-        return len(self._used)
-
-    def search(self, placements: Sequence[Sequence[str]], *, exclude: set[str] | frozenset[str]) -> list[list[str]]:
-        out: list[list[str]] = []
-        for keywords in placements:
-            best: dict[str, float] = {}
-            for keyword in keywords:
-                for product, score in self.hits(keyword):
-                    if product not in exclude and score > best.get(product, -2.0):
-                        best[product] = score
-            out.append(sorted(best, key=lambda p: (-best[p], p)))
-        return out
-
-
-def session_context(history: History, key: str, log: EventLog) -> SessionContext | None:
-    """The ``SessionContext`` the worker would send for this context now (None: no events yet)."""
-    recent = history.context_recent.get(key)
-    if not recent:
-        return None
-    affinity: dict[int, float] = history.context_affinity.get(key, {})
-    categories = {log.categories[c]: w for c, w in affinity.items() if w > 0}
-    brands = {b: w for b, w in history.context_brands.get(key, {}).items() if w > 0}
-    return SessionContext(
-        recent=[RecentItem(log.items[item], kind) for item, kind in recent],
-        categories=[c for c, _ in ranked(categories)[:TOP_CATEGORIES]],
-        brands=[b for b, _ in ranked(brands)[:TOP_BRANDS]],
-        price_bands=[],
-        last_query=None,  # searches carry no product and are not replayed
-        counts={},
-        drift=0.0,
+def exact_retriever(catalog: Catalog, history: History | None) -> ExactRetriever:
+    """The in-memory backend over the catalog; with a ``history``, only products it has seen (fed as it sees them)."""
+    vectors = {k.keyword: catalog.keyword_vectors[i] for i, k in enumerate(catalog.keywords)}
+    retriever = ExactRetriever(
+        catalog.product_ids,
+        catalog.product_vectors,
+        vectors,
+        out_of_stock={p.product_id for p in catalog.products if not p.in_stock},
+        universe=set(history.known) if history is not None else None,
     )
+    if history is not None:
+        history.admitted.append(retriever.admit)
+    return retriever
 
 
-def ranker_candidates(
-    history: History, ctx: SessionContext, log: EventLog, *, item_ids: dict[str, int], category_ids: dict[str, int]
-) -> RankerCandidates:
-    """The request's traditional lists from ``History``: popular, popular in the top categories, co-visited
-    with the recent distinct products (weights 1, 1/2, 1/3, ... as ``RankerSignals.covisited``)."""
-    popular = [(log.items[i], float(history.popularity[i])) for i in history.popular(PER_LIST)]
-    by_category: dict[str, list[tuple[str, float]]] = {}
-    for name in ctx.categories[:RANKER_CATEGORIES]:
-        cid = category_ids.get(name)
-        if cid is not None:
-            weights: dict[int, float] = history.category_items.get(cid, {})
-            by_category[name] = [(log.items[i], weights[i]) for i in history.category_popular(cid)[:PER_LIST]]
-    product_ids = list(dict.fromkeys(item.product_id for item in reversed(ctx.recent)))
-    recent = [item_ids[p] for p in product_ids if p in item_ids]
-    covisited: list[tuple[str, float]] = []
-    if recent:
-        weights_by_rank = np.array([1.0 / (pos + 1) for pos in range(len(recent))], dtype=np.float32)
-        scores = weights_by_rank @ history.covis[recent]
-        scores[recent] = 0.0
-        candidates = np.flatnonzero(scores > 0)
-        if len(candidates) > PER_LIST:
-            candidates = candidates[np.argpartition(-scores[candidates], PER_LIST - 1)[:PER_LIST]]
-        order = np.lexsort((candidates, -scores[candidates]))
-        covisited = [(log.items[int(i)], float(scores[i])) for i in candidates[order]]
-    return RankerCandidates(popular=popular, by_category=by_category, covisited=covisited)
+def replay_request(history: History, context: str) -> RegenRequest | None:
+    """The request the worker would send for this context now (None: no events yet)."""
+    state = history.states.get(context)
+    if state is None or not state.recent:
+        return None
+    ctx = session_context(state)
+    return RegenRequest(
+        session_id=context,
+        user_id=state.user_id,
+        version=max(1, state.version),  # a storefront version starts at 1
+        reason=REPLAY_REASON,
+        event_ts=state.last_ts,
+        context=ctx,
+        ranker=history.ranker.for_request(PARTITION, ctx, history.now_ms),
+    )
 
 
 def catalog_teacher(catalog: Catalog, log: EventLog, before_ms: int | None) -> CatalogTeacher:
     """The offline catalog teacher; its category co-occurrence counts only events before ``before_ms``
     (None: no events, as ``streams.generator.planners.build_planner`` builds it for serving)."""
-    events: list[ClickEvent] = []
-    if before_ms is not None:
-        events = [
-            ClickEvent.model_construct(session_id=e.session, category=log.categories[e.category])
-            for e in log.events
-            if e.ts < before_ms and e.category >= 0
-        ]
+    events = [e.click for e in log.events if e.click.category] if before_ms is not None else []
     return CatalogTeacher.build(
-        keywords=catalog.keywords, products=[(p.category, p.price) for p in catalog.products], events=events
+        keywords=catalog.keywords,
+        products=[(p.category, p.price) for p in catalog.products],
+        events=[e for e in events if before_ms is not None and e.ts < before_ms],
     )
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedPage:
-    """What one context's page is fused from: the traditional and retrieval lists per placement."""
-
-    signals: list[tuple[PlacementKind, dict[ItemSource, list[str]]]]
-    popular: list[str]
-    bought: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,21 +135,19 @@ class CachingWriter:
 class PlanningStats:
     pages: int = 0
     placements: int = 0
-    usable: int = 0  # passed the serving verdict and were retrieved
+    usable: int = 0  # passed the serving verdict
     reasons: Counter[str] = field(default_factory=Counter)
 
 
 class Planning:
-    """Plans pages with one writer from the replayed past through ``CascadePlanner.plan_contexts`` (the
-    serving code, quality verdicts included); shared by every cascade strategy of that writer. A page is
-    cached per (past, context), so the targets of one position and the variants of a weight grid plan it once.
-    """
+    """Plans pages with one writer through ``CascadePlanner.plan``, shared by every cascade strategy of that
+    writer; a plan is cached per (past, context), so the targets of one position and the variants of a weight
+    grid plan it once."""
 
     def __init__(
         self,
         *,
         history: History,
-        log: EventLog,
         catalog: Catalog,
         writer: Teacher,
         retriever: ExactRetriever,
@@ -225,55 +155,57 @@ class Planning:
         embed: Embed | None = None,
     ) -> None:
         self.history = history
-        self.log = log
+        self.catalog = catalog
         self.writer = CachingWriter(writer)
-        self.planner = CascadePlanner(
-            writer=self.writer, catalog=catalog, arm=Arm.TEACHER, version=None, quality=quality, embed=embed
-        )
         self.retriever = retriever
-        self.category_ids = {name: i for i, name in enumerate(log.categories)}
-        self.item_ids = {pid: i for i, pid in enumerate(log.items)}
+        self.planner = CascadePlanner(
+            writer=self.writer,
+            catalog=catalog,
+            arm=Arm.TEACHER,
+            version=None,
+            quality=quality,
+            embed=embed,
+            keyword_known=(lambda keyword: bool(retriever.hits(keyword))) if retriever.universe is not None else None,
+        )
         self.stats = PlanningStats()
-        self._page_key: tuple[int, str] | None = None
-        self._page: PlannedPage | None = None
-        facts: defaultdict[str, tuple[str | None, str | None]] = defaultdict(lambda: (None, None))
-        facts.update((p.product_id, (p.category, p.brand)) for p in catalog.products)
-        # fuse() asks for facts about a million times on REES46: a bound C lookup, not a Python method.
-        self.facts = facts.__getitem__
+        self._key: tuple[int, str] | None = None
+        self._planned: tuple[RegenRequest, PagePlan] | None = None
 
-    def page(self, context: str | None) -> PlannedPage | None:
+    def plan(self, context: str | None) -> tuple[RegenRequest, PagePlan] | None:
         if context is None:
             return None
         key = (self.history.observed, context)
-        if key != self._page_key:
-            self._page_key, self._page = key, self._plan_page(context)
-        return self._page
+        if key != self._key:
+            self._key, self._planned = key, None
+            request = replay_request(self.history, context)
+            if request is not None:
+                (plan,) = self.planner.plan([request])
+                self._planned = (request, plan)
+                self.stats.pages += 1
+                self.stats.placements += len(plan.placements)
+                self.stats.usable += sum(p.quality.ok and bool(p.keywords) for p in plan.placements)
+                self.stats.reasons.update(r for p in plan.placements for r in p.quality.reasons)
+        return self._planned
 
-    def _plan_page(self, context: str) -> PlannedPage | None:
-        ctx = session_context(self.history, context, self.log)
-        if ctx is None:
-            return None
-        (plans,) = self.planner.plan_contexts([ctx])
-        bought = frozenset(item.product_id for item in ctx.recent if item.event_type in BOUGHT_EVENTS)
-        usable = [p for p in plans if p.quality.ok and p.keywords]
-        found = self.retriever.search([p.keywords for p in usable], exclude=bought)
-        hits = {p.kind: products for p, products in zip(usable, found, strict=True)}
-        ranker = ranker_candidates(self.history, ctx, self.log, item_ids=self.item_ids, category_ids=self.category_ids)
-        signals = []
-        for kind in PLACEMENTS:
-            lists = traditional_signals(kind, ranker, ctx.categories)
-            if kind in hits:
-                lists[ItemSource.RETRIEVAL] = hits[kind]
-            signals.append((kind, lists))
-        self.stats.pages += 1
-        self.stats.placements += len(plans)
-        self.stats.usable += len(usable)
-        self.stats.reasons.update(r for p in plans for r in p.quality.reasons)
-        return PlannedPage(signals, [p for p, _ in ranker.popular], bought)
+    def assembler(self, weights: Weights) -> StorefrontAssembler:
+        return StorefrontAssembler(
+            retriever=self.retriever,
+            facts=catalog_facts(self.catalog),
+            items_per_placement=PER_PLACEMENT,
+            weights=dict(weights),
+        )
+
+
+def page_products(
+    assembler: StorefrontAssembler, request: RegenRequest, plan: PagePlan, *, hide: frozenset[str] = frozenset()
+) -> list[str]:
+    """The generator's page for a planned request, flattened in page order (what is scored)."""
+    update = assembler.assemble(request, arm=Arm.TEACHER, plans=plan.placements, hide=hide)
+    return [item.product_id for placement in update.placements for item in placement.items]
 
 
 class Cascade(Strategy):
-    """A page of ``len(PLACEMENTS)`` placements of ``per_placement`` items, flattened in page order."""
+    """The generator's page: ``len(PLACEMENTS)`` placements of ``PER_PLACEMENT`` products, in page order."""
 
     def __init__(
         self,
@@ -283,7 +215,6 @@ class Cascade(Strategy):
         name: str,
         description: str,
         weights: Weights = DEFAULT_WEIGHTS,
-        per_placement: int = 3,
         sample: float = 1.0,
         notes: Callable[[], list[str]] | None = None,
     ) -> None:
@@ -291,35 +222,19 @@ class Cascade(Strategy):
         self.planning = planning
         self.name = name
         self.description = description
-        self.weights = weights
-        self.per_placement = per_placement
+        self.assembler = planning.assembler(weights)
         self.sample = sample
         self._notes = notes
 
-    def rank(self, context: str | None, n: int) -> list[int]:
+    def rank(self, context: str | None, n: int) -> list[str]:
         return self.page_candidates(context, n, frozenset())
 
-    def page_candidates(self, context: str | None, n: int, exclude: frozenset[int]) -> list[int]:
-        page = self.planning.page(context)
-        if page is None:
+    def page_candidates(self, context: str | None, n: int, exclude: frozenset[str]) -> list[str]:
+        planned = self.planning.plan(context)
+        if planned is None:
             return []
-        items = self.planning.log.items
-        excluded = page.bought | {items[i] for i in exclude}
-        used: set[str] = set()
-        out: list[str] = []
-        for kind, lists in page.signals:
-            taken = used | excluded
-            chosen = [
-                f.product_id
-                for f in fuse(lists, self.weights[kind], n=self.per_placement, facts=self.planning.facts, exclude=taken)
-            ]
-            # StorefrontAssembler tops a placement up from the popular list when its own signals run short.
-            fill = [p for p in page.popular if p not in taken and p not in chosen]
-            chosen += fill[: self.per_placement - len(chosen)]
-            used.update(chosen)
-            out += chosen
-        index = self.planning.item_ids
-        return [index[p] for p in out if p in index]
+        request, plan = planned
+        return page_products(self.assembler, request, plan, hide=exclude)
 
     def scores(self, cluster: str) -> bool:
         return self.sample >= 1.0 or in_sample(cluster, self.sample)
@@ -330,8 +245,7 @@ class Cascade(Strategy):
 
 def in_sample(cluster: str, fraction: float) -> bool:
     """A stable share of sessions / customers: a hash, so reruns and strategies agree on the sample."""
-    bucket = int.from_bytes(hashlib.blake2b(cluster.encode(), digest_size=8).digest(), "big") / 2**64
-    return bucket < fraction
+    return stable_bucket(cluster) < fraction
 
 
 # --- what the report says about the plans ---------------------------------------------------------------------
@@ -371,8 +285,8 @@ def planning_notes(name: str, planning: Planning) -> list[str]:
         f"**{name}**: {s.pages} page contexts planned ({len(planning.writer.written)} distinct placement inputs "
         f"written, {CANDIDATES} keyword candidates each); {share:.1%} of the {s.placements} placements passed the "
         f"serving verdict (quality filter and candidate check) and were retrieved, the rest fell back to the "
-        f"traditional signals; rejections: {reasons}. {planning.retriever.cached} distinct keywords retrieved "
-        f"(exact cosine, top {planning.retriever.per_keyword})."
+        f"traditional signals; rejections: {reasons}. {len(planning.retriever.used)} distinct keywords retrieved "
+        f"(exact cosine, top {planning.retriever.per_keyword} known products each)."
     ]
 
 
@@ -400,13 +314,14 @@ class CascadeSetup:
     quality: QualityFilter | None = None
     embed: Embed | None = None  # theme vectors for the keyword candidates, as serving and training compute them
     rebuy: bool = False
+    # False only for the control of the planted-universe test: retrieval from the whole catalog, future included.
+    known_only: bool = True
 
     def __call__(self, history: History, log: EventLog) -> list[Strategy]:
-        retriever = ExactRetriever(self.catalog)
+        retriever = exact_retriever(self.catalog, history if self.known_only else None)
         teacher = catalog_teacher(self.catalog, log, self.teacher_before_ms)
         teacher_planning = Planning(
             history=history,
-            log=log,
             catalog=self.catalog,
             writer=teacher,
             retriever=retriever,
@@ -414,11 +329,10 @@ class CascadeSetup:
             embed=self.embed,
         )
         pages = (
-            f"{len(PLACEMENTS)} placements x 3 items in page order; themes and keywords from the session context the "
-            f"worker would send (last {RECENT_ITEMS} events, category and brand affinities), "
-            f"keywords retrieved by exact cosine (top {PER_KEYWORD} each), fused per placement with the co-visitation, "
-            "category and popularity lists of the same past (streams.generator.fusion, "
-            "streams.generator.assembly.DEFAULT_WEIGHTS unless stated), no product on two placements"
+            f"the generator's page ({len(PLACEMENTS)} placements x {PER_PLACEMENT} products, StorefrontAssembler) for "
+            f"the request the worker would send now (its session state: last {RECENT_ITEMS} events, affinities; its "
+            "ranker lists), planned by CascadePlanner, keywords retrieved by exact cosine among known products, "
+            "fused with streams.generator.assembly.DEFAULT_WEIGHTS unless stated"
         )
         co = (
             "no events (as serving builds it)"
@@ -438,7 +352,6 @@ class CascadeSetup:
         if self.student is not None:
             student_planning = Planning(
                 history=history,
-                log=log,
                 catalog=self.catalog,
                 writer=StudentWriter(self.student),
                 retriever=retriever,

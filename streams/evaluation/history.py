@@ -1,158 +1,106 @@
-"""What the past knows at a point of the replay.
+"""What the past knows at a point of the replay: the worker's own session states and ranker signals.
 
-Every count a strategy reads lives here, and ``History.observe`` is the only writer. The protocol
-calls it only after every event of a timestamp group has been scored, so a page never sees its own
-event, nor anything that happened in the same second or later.
+``History.observe`` is the only writer. It runs each event through the worker's per-event step
+(``streams.worker.sessions.WorkerStep``: session state, ranker signals) on one partition, as one worker
+would, so every baseline and every cascade page reads the signals the worker serves, not a copy. The
+protocol calls it only after every event of a timestamp group has been scored, so a page never sees its
+own event, nor anything that happened in the same second or later.
 
-Decayed counts use the growing-weight trick: an event at time ``t`` adds ``2 ** ((t - t0) / half_life)``.
-Ranking by the sum equals ranking by exponentially decayed counts at any later moment, without
-touching old entries.
+Besides, the evaluation keeps what no worker needs: the products seen so far (the universe every strategy
+ranks from), the products each session has seen (to tell a novel product), and per context (the session,
+or the customer on transactions) decayed own-item weights (recently viewed, re-buy). On transactions the
+worker's state is keyed by the customer, so its context spans the customer's invoices.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
-from dataclasses import dataclass
+from collections.abc import Callable
 
-import numpy as np
+from streams.contracts.events import ClickEvent
+from streams.worker.intent import TaxonomyIntent
+from streams.worker.ranker import COVIS_WINDOW, RankerSignals
+from streams.worker.sessions import SessionTracker, WorkerStep
+from streams.worker.state import SessionState
+from streams.worker.trigger import TriggerPolicy
 
-from streams.datasets.exceptions import ReplayError
-from streams.worker.sessions import EVENT_WEIGHTS
-from streams.worker.state import RECENT_ITEMS
-
-NO_CATEGORY = -1
-MAX_DENSE_ITEMS = 15_000
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One log event in integer ids: item, category (or ``NO_CATEGORY``), session and context."""
-
-    index: int
-    event_id: str
-    ts: int  # epoch ms
-    session: str
-    user: str | None
-    kind: str
-    item: int
-    category: int
-    brand: str | None = None
+PARTITION = 0  # one worker's view: every signal of the log in one partition
+DEPTH = 200  # products per cached ranker list the evaluation may read (requests carry ``per_list`` of them)
 
 
 class History:
     def __init__(
         self,
         *,
-        n_items: int,
         t0: int,
         pop_half_life_s: float,
         context_half_life_s: float,
         context_by_user: bool,
-        covis_window: int = 20,
-        sessions_per_item: int = 200,
+        per_list: int = 24,
+        window: int = COVIS_WINDOW,
     ) -> None:
         self.t0 = t0
-        self.pop_half_life_ms = pop_half_life_s * 1000.0
         self.context_half_life_ms = context_half_life_s * 1000.0
         self.context_by_user = context_by_user
-        self.covis_window = covis_window
-        self.popularity = np.zeros(n_items, dtype=np.float64)
-        self.item_category: dict[int, int] = {}
-        self.category_items: defaultdict[int, defaultdict[int, float]] = defaultdict(lambda: defaultdict(float))
-        # Distinct items per session, first-seen order; and the latest sessions each item was seen in.
-        self.session_items: dict[str, dict[int, None]] = {}
-        self.item_sessions: defaultdict[int, deque[str]] = defaultdict(lambda: deque(maxlen=sessions_per_item))
-        if n_items > MAX_DENSE_ITEMS:
-            raise ReplayError(
-                f"{n_items} distinct items: the co-visitation matrix is dense (n^2 float32), "
-                f"kept to {MAX_DENSE_ITEMS} items; use --limit"
-            )
-        # Dense co-visitation counts: 4.6k items (Online Retail) take 85 MB and make a page a few
-        # vector operations instead of a walk over thousands of dict entries.
-        self.covis = np.zeros((n_items, n_items), dtype=np.float32)
-        # Per context (session on clickstreams, customer on transactions): decayed item and category
-        # weights; the item dict is kept in order of last touch (most recent last).
-        self.context_items: dict[str, dict[int, float]] = {}
-        self.context_categories: dict[str, defaultdict[int, float]] = {}
-        # What the session worker's state would hold (``streams.worker.sessions``): the last events with their types,
-        # event-weighted category and brand affinities; the cascade rebuilds its ``SessionContext`` from them.
-        self.context_recent: dict[str, deque[tuple[int, str]]] = {}
-        self.context_affinity: dict[str, defaultdict[int, float]] = {}
-        self.context_brands: dict[str, defaultdict[str, float]] = {}
+        self.ranker = RankerSignals({}, half_life_s=pop_half_life_s, per_list=per_list, depth=DEPTH, window=window)
+        tracker = SessionTracker(intent_space=TaxonomyIntent(), policy=TriggerPolicy(), half_life_s=context_half_life_s)
+        self.step = WorkerStep(tracker, self.ranker)
+        self.states: dict[str, SessionState] = {}  # worker state per context
+        self.known: dict[str, None] = {}  # products with an event so far, first-seen order: the universe
+        self.session_items: dict[str, set[str]] = {}
+        # context -> product -> (decayed count at ts, ts), last touch last
+        self.own: dict[str, dict[str, tuple[float, int]]] = {}
+        self.admitted: list[Callable[[str], None]] = []  # told of every newly known product (retrievers)
         self.observed = 0  # events folded in so far: a page planned at the same count saw the same past
-        self._top_popular: np.ndarray = np.zeros(0, dtype=np.int64)
-        self._popular_dirty = True
-        self._category_top: dict[int, list[int]] = {}
+        self.now_ms = t0
 
-    def context_key(self, event: Event) -> str | None:
-        return event.user if self.context_by_user else event.session
+    def context_key(self, event: ClickEvent) -> str | None:
+        return event.user_id if self.context_by_user else event.session_id
 
-    def observe(self, event: Event) -> None:
-        """Fold one event into every count. Only the protocol calls this, after scoring its group."""
+    def observe(self, event: ClickEvent) -> None:
+        """Fold one event in. Only the protocol calls this, after scoring its group."""
         self.observed += 1
-        item, cat = event.item, event.category
-        age = event.ts - self.t0
-        w_pop = 2.0 ** (age / self.pop_half_life_ms)
-        self.popularity[item] += w_pop
-        self._popular_dirty = True
-        self.item_category[item] = cat
-        if cat != NO_CATEGORY:
-            self.category_items[cat][item] += w_pop
-            self._category_top.pop(cat, None)
+        self.now_ms = max(self.now_ms, event.ts)
+        context = self.context_key(event)
+        key = context if context is not None else event.session_id
+        done = self.step.apply(self.states.get(key), event, partition=PARTITION, offset=self.observed)
+        self.states[key] = done.state
+        product = event.product_id
+        if product is None:
+            return
+        if product not in self.known:
+            self.known[product] = None
+            for admit in self.admitted:
+                admit(product)
+        self.session_items.setdefault(event.session_id, set()).add(product)
+        if context is not None:
+            items = self.own.setdefault(context, {})
+            weight, ts = items.pop(product, (0.0, event.ts))
+            items[product] = (self._decayed(weight, ts, event.ts) + 1.0, event.ts)
 
-        seen = self.session_items.setdefault(event.session, {})
-        if item not in seen:
-            if seen:
-                others = list(seen)[-self.covis_window :]
-                self.covis[others, item] += 1.0
-                self.covis[item, others] += 1.0
-            seen[item] = None
-            self.item_sessions[item].append(event.session)
+    def own_items(self, context: str | None) -> dict[str, float]:
+        """The context's own products with their counts decayed to now (recently viewed, re-buy)."""
+        items = self.own.get(context) if context is not None else None
+        return {p: self._decayed(w, ts, self.now_ms) for p, (w, ts) in items.items()} if items else {}
 
-        key = self.context_key(event)
-        if key is not None:
-            w_ctx = 2.0 ** (age / self.context_half_life_ms)
-            items = self.context_items.setdefault(key, {})
-            items[item] = items.pop(item, 0.0) + w_ctx
-            if cat != NO_CATEGORY:
-                self.context_categories.setdefault(key, defaultdict(float))[cat] += w_ctx
-            self.context_recent.setdefault(key, deque(maxlen=RECENT_ITEMS)).append((item, event.kind))
-            w_event = EVENT_WEIGHTS.get(event.kind, 1.0) * w_ctx
-            if cat != NO_CATEGORY:
-                self.context_affinity.setdefault(key, defaultdict(float))[cat] += w_event
-            if event.brand:
-                self.context_brands.setdefault(key, defaultdict(float))[event.brand] += w_event
+    def _decayed(self, weight: float, ts: int, now_ms: int) -> float:
+        return weight * 0.5 ** (max(0, now_ms - ts) / self.context_half_life_ms)
 
-    def popular(self, n: int) -> list[int]:
-        """The ``n`` items with the highest decayed count so far (fewer if fewer were seen)."""
-        if self._popular_dirty or len(self._top_popular) < n:
-            size = max(n, 256)
-            seen = np.flatnonzero(self.popularity)
-            scores = self.popularity[seen]
-            if len(seen) > size:
-                part = np.argpartition(-scores, size - 1)[:size]
-                seen, scores = seen[part], scores[part]
-            order = np.lexsort((seen, -scores))  # ties broken by item id, deterministic
-            self._top_popular = seen[order]
-            self._popular_dirty = False
-        return [int(i) for i in self._top_popular[:n]]
-
-    def category_popular(self, category: int) -> list[int]:
-        top = self._category_top.get(category)
-        if top is None:
-            weights: dict[int, float] = self.category_items.get(category, {})
-            top = sorted(weights, key=lambda i: (-weights[i], i))
-            self._category_top[category] = top
-        return top
-
-    def recent_context_items(self, key: str | None, n: int) -> list[int]:
-        """The context's last ``n`` distinct items, most recent first."""
-        if key is None or key not in self.context_items:
+    def recent(self, context: str | None, n: int) -> list[str]:
+        """The context's last ``n`` distinct products in the worker's state, most recent first."""
+        state = self.states.get(context) if context is not None else None
+        if state is None:
             return []
-        items = self.context_items[key]
-        out: list[int] = []
-        for item in reversed(items):
-            out.append(item)
-            if len(out) == n:
-                break
-        return out
+        return list(dict.fromkeys(p for p, _ in reversed(state.recent)))[:n]
+
+    def current_category(self, context: str | None) -> str | None:
+        """The category of the context's latest product (what every list is filled from first)."""
+        recent = self.recent(context, 1)
+        return self.ranker.category_of(PARTITION, recent[0]) if recent else None
+
+    def popular(self, n: int) -> list[str]:
+        return [p for p, _ in self.ranker.popular(PARTITION, n, self.now_ms)]
+
+    def category_popular(self, category: str | None, n: int) -> list[str]:
+        if category is None:
+            return []
+        return [p for p, _ in self.ranker.category_popular(PARTITION, category, n, self.now_ms)]

@@ -14,7 +14,7 @@ independent. Resampling uses Poisson(1) cluster weights from a fixed seed, so re
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -40,7 +40,7 @@ def ideal_dcg(n_relevant: int, k: int) -> float:
     return sum(_discount(r) for r in range(min(n_relevant, k)))
 
 
-def dcg_hit(page: Sequence[int], relevant: Iterable[int], k: int) -> tuple[float, float]:
+def dcg_hit(page: Sequence[Hashable], relevant: Iterable[Hashable], k: int) -> tuple[float, float]:
     """(hit, NDCG) of one page against a set of relevant items, both in [0, 1]."""
     relevant = relevant if isinstance(relevant, frozenset | set) else frozenset(relevant)
     dcg = sum(_discount(r) for r, item in enumerate(page[:k]) if item in relevant)

@@ -5,6 +5,12 @@ scored position of the group gets its pages (built from ``History`` as it stood 
 then the whole group is folded into ``History``. So no count, session or customer history a page
 is built from includes the event scored, anything at the same second, or anything later.
 
+One universe for every strategy: products with an event strictly before the page. Baselines read the
+worker's signals, which hold nothing else; the cascade retrieves from that universe only
+(``streams.generator.retrieval.ExactRetriever``'s ``universe``). Every page is checked: a product on
+a page before its first event is counted (``unknown on pages``, reported, 0 when the protocol holds).
+Events the evaluation rejects (the worker's contract: ``decode_event``) are counted by reason.
+
 Targets:
 
 - Clickstream (REES46), context = the session. Every event of a session that already has earlier
@@ -31,11 +37,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from streams.contracts.errors import InvalidEvent
-from streams.contracts.events import decode_event
+from streams.contracts.events import ClickEvent, decode_event
 from streams.datasets.readers import ReplayRecord, SourceFormat, detect_format, read_source
-from streams.evaluation.history import NO_CATEGORY, Event, History
+from streams.evaluation.history import DEPTH, History
 from streams.evaluation.metrics import dcg_hit
 from streams.evaluation.strategies import Strategy, clickstream_strategies, transaction_strategies
+from streams.worker.ranker import COVIS_WINDOW
 
 NOVEL = "next novel product"
 CART = "next cart/purchase"
@@ -53,6 +60,7 @@ class EvalConfig:
     until_ms: int | None = None
     pop_half_life_s: float = 3600.0
     context_half_life_s: float = 600.0
+    covis_window: int = COVIS_WINDOW
     resamples: int = 1000
     seed: int = 7
 
@@ -66,13 +74,25 @@ TRANSACTION_CONFIG = EvalConfig(
 
 
 @dataclass(frozen=True, slots=True)
+class Event:
+    """One log event (with a product) and its product's index, what pages and metrics count in."""
+
+    click: ClickEvent
+    item: int
+
+    @property
+    def ts(self) -> int:
+        return self.click.ts
+
+
+@dataclass(frozen=True, slots=True)
 class Scored:
     """One scored position: a page is built for ``context`` and judged against ``relevant``."""
 
     event_id: str
     context: str | None
-    relevant: frozenset[int]
-    exclude: frozenset[int]
+    relevant: frozenset[str]
+    exclude: frozenset[str]
     targets: tuple[str, ...]
     cluster: str  # bootstrap unit: the session (clickstream) or the customer (transactions)
 
@@ -110,7 +130,8 @@ _ANY_SIZE = 1 << 30  # size limits are the worker's business; evaluation reads f
 class EventLog(NamedTuple):
     events: list[Event]
     items: list[str]  # item index -> product id
-    categories: list[str]  # category index -> category name
+    item_ids: dict[str, int]  # product id -> item index
+    rejected: Counter[str]  # events the worker's contract rejects, by reason (not replayed, counted)
 
 
 StrategyFactory = Callable[[History, EventLog], list[Strategy]]
@@ -118,94 +139,103 @@ StrategyFactory = Callable[[History, EventLog], list[Strategy]]
 
 
 def load_events(records: Iterable[ReplayRecord], known_items: Iterable[str] = ()) -> EventLog:
-    """Decode replay records (time-ordered ClickEvent JSON) into integer-id events; skip searches.
+    """Decode replay records (time-ordered ClickEvent JSON) with the worker's own contract; count what it
+    rejects by reason.
 
-    ``known_items`` (a catalog's products) get ids first, whether the log mentions them or not: a strategy
-    that shows catalog products then sees the same item universe however much of the log is replayed.
+    ``known_items`` (a catalog's products) get ids first, whether the log mentions them or not: coverage is then
+    over the same item universe however much of the log is replayed (what a page may show is ``History.known``).
     """
     item_ids: dict[str, int] = {pid: i for i, pid in enumerate(dict.fromkeys(known_items))}
-    cat_ids: dict[str, int] = {}
+    rejected: Counter[str] = Counter()
     events: list[Event] = []
     for record in records:
         try:  # the worker's own contract: a log the worker would dead-letter is not scored either
             click = decode_event(record.value, max_bytes=_ANY_SIZE)
-        except InvalidEvent:
+        except InvalidEvent as exc:
+            rejected[exc.reason.value] += 1
             continue
-        if click.product_id is None:
-            continue
-        item = item_ids.setdefault(click.product_id, len(item_ids))
-        cat = cat_ids.setdefault(click.category, len(cat_ids)) if click.category else NO_CATEGORY
-        events.append(
-            Event(
-                index=len(events),
-                event_id=click.event_id,
-                ts=click.ts,
-                session=click.session_id,
-                user=click.user_id,
-                kind=click.event_type,
-                item=item,
-                category=cat,
-                brand=click.brand,
-            )
-        )
+        # Searches carry no product: folded into the session (its last query) but never scored.
+        item = item_ids.setdefault(click.product_id, len(item_ids)) if click.product_id is not None else -1
+        events.append(Event(click, item))
     if any(a.ts > b.ts for a, b in itertools.pairwise(events)):
         events.sort(key=lambda e: e.ts)  # stable: same-second events keep log order
-    return EventLog(events, list(item_ids), list(cat_ids))
+    return EventLog(events, list(item_ids), item_ids, rejected)
 
 
 def clickstream_positions(group: list[Event], history: History, config: EvalConfig) -> list[Scored]:
     out: list[Scored] = []
-    done: set[tuple[str, int, str]] = set()
+    done: set[tuple[str, str, str]] = set()
     for e in group:
-        if config.cutoff_ms is not None and e.ts < config.cutoff_ms:
+        click = e.click
+        if click.product_id is None or (config.cutoff_ms is not None and click.ts < config.cutoff_ms):
             continue
-        seen = history.session_items.get(e.session)
+        seen = history.session_items.get(click.session_id)
         if not seen:
             continue  # the session's first second: nothing to personalise from
+        product = click.product_id
+        assert product is not None
         targets: list[str] = []
-        if e.item not in seen:
+        if product not in seen:
             targets.append(NOVEL)
-        if e.kind in ("cart", "purchase"):
+        if click.event_type in ("cart", "purchase"):
             targets.append(CART)
-        elif e.kind == "view":
+        elif click.event_type == "view":
             targets.append(VIEW)
         for target in targets:
-            if (e.session, e.item, target) in done:
+            if (click.session_id, product, target) in done:
                 continue  # the same product twice in the same second of a session: one position
-            done.add((e.session, e.item, target))
+            done.add((click.session_id, product, target))
             exclude = frozenset(seen) if target == NOVEL else frozenset()
-            out.append(Scored(e.event_id, e.session, frozenset([e.item]), exclude, (target,), e.session))
+            out.append(
+                Scored(click.event_id, click.session_id, frozenset([product]), exclude, (target,), click.session_id)
+            )
     return out
 
 
 def transaction_positions(group: list[Event], history: History, config: EvalConfig) -> list[Scored]:
-    invoices: dict[str, list[Event]] = {}
+    invoices: dict[str, list[ClickEvent]] = {}
     for e in group:
-        if e.user is None or (config.cutoff_ms is not None and e.ts < config.cutoff_ms):
+        if e.click.user_id is None or e.click.product_id is None:
             continue
-        invoices.setdefault(e.session, []).append(e)
+        if config.cutoff_ms is not None and e.ts < config.cutoff_ms:
+            continue
+        invoices.setdefault(e.click.session_id, []).append(e.click)
     out: list[Scored] = []
     for lines in invoices.values():
-        user = lines[0].user
+        user = lines[0].user_id
         assert user is not None
-        targets = (INVOICE, RETURNING) if user in history.context_items else (INVOICE,)
-        relevant = frozenset(e.item for e in lines)
+        targets = (INVOICE, RETURNING) if user in history.own else (INVOICE,)
+        relevant = frozenset(e.product_id for e in lines if e.product_id is not None)
         out.append(Scored(lines[0].event_id, user, relevant, frozenset(), targets, user))
     return out
 
 
-def build_page(strategy: Strategy, history: History, position: Scored, k: int) -> tuple[int, ...]:
+@dataclass(slots=True)
+class PageCheck:
+    """Products shown before their first event (must stay 0: the fair-universe protocol)."""
+
+    unknown: int = 0
+
+
+def build_page(strategy: Strategy, history: History, position: Scored, k: int, check: PageCheck) -> list[str]:
+    """``k`` products: the strategy's own, then the latest product's category, then popularity, without
+    ``exclude`` or repeats."""
     want = k + len(position.exclude)
-    page: list[int] = []
+    page: list[str] = []
     taken = set(position.exclude)
     proposed = strategy.page_candidates(position.context, want, position.exclude)
-    for item in itertools.chain(proposed, history.popular(want + k)):
+    fill = itertools.chain(
+        history.category_popular(history.current_category(position.context), DEPTH), history.popular(DEPTH)
+    )
+    for item in itertools.chain(proposed, fill):
         if item not in taken:
             taken.add(item)
             page.append(item)
+            if item not in history.known:
+                check.unknown += 1
             if len(page) == k:
                 break
-    return tuple(page)
+    return page
 
 
 def replay(
@@ -218,16 +248,18 @@ def replay(
     traditional: bool = True,
     targets: frozenset[str] | None = None,
 ) -> tuple[list[Strategy], dict[tuple[str, str], Outcomes], dict[tuple[str, str, str], tuple[int, ...]], Counter[str]]:
-    """Score every position (of ``targets``, default all) with the traditional strategies and ``extra``."""
+    """Score every position (of ``targets``, default all) with the traditional strategies and ``extra``.
+    The counter holds the positions per target and ``unknown on pages`` (see ``PageCheck``)."""
     events = log.events
     clickstream = fmt is not SourceFormat.ONLINE_RETAIL
     history = History(
-        n_items=len(log.items),
         t0=events[0].ts if events else 0,
         pop_half_life_s=config.pop_half_life_s,
         context_half_life_s=config.context_half_life_s,
         context_by_user=not clickstream,
+        window=config.covis_window,
     )
+    check = PageCheck()
     strategies: list[Strategy] = []
     if traditional:
         strategies += clickstream_strategies(history) if clickstream else transaction_strategies(history)
@@ -249,10 +281,11 @@ def replay(
             for strategy in strategies:
                 if not strategy.scores(position.cluster):
                     continue
-                page = build_page(strategy, history, position, config.k)
-                hit, ndcg = dcg_hit(page, position.relevant, config.k)
-                categories = {history.item_category.get(i, NO_CATEGORY) for i in page}
+                products = build_page(strategy, history, position, config.k, check)
+                hit, ndcg = dcg_hit(products, position.relevant, config.k)
+                categories = {history.ranker.category_of(0, p) for p in products}
                 diversity = len(categories) / config.k
+                page = tuple(log.item_ids[p] for p in products)
                 for target in position.targets:
                     o = outcomes.setdefault((target, strategy.name), Outcomes())
                     o.hits.append(hit)
@@ -265,9 +298,10 @@ def replay(
             for target in position.targets:
                 counts[target] += 1
         for e in group:  # only now does the group become the past
-            history.observe(e)
+            history.observe(e.click)
         if progress is not None:
             progress(len(group))
+    counts["unknown on pages"] = check.unknown
     return strategies, outcomes, pages, counts
 
 
@@ -311,10 +345,10 @@ def evaluate(
     order = [NOVEL, CART, VIEW] if fmt is not SourceFormat.ONLINE_RETAIL else [INVOICE, RETURNING]
     stats: dict[str, int | str] = {
         "events": len(events),
-        "sessions": len({e.session for e in events}),
-        "users": len({e.user for e in events if e.user is not None}),
+        "sessions": len({e.click.session_id for e in events}),
+        "users": len({e.click.user_id for e in events if e.click.user_id is not None}),
         "items": len(items),
-        "categories": len({e.category for e in events if e.category != NO_CATEGORY}),
+        "categories": len({e.click.category for e in events if e.click.category}),
         "first event": iso_time(events[0].ts) if events else "-",
         "last event": iso_time(events[-1].ts) if events else "-",
     }
@@ -324,7 +358,10 @@ def evaluate(
         stats["scored until (excluded)"] = iso_time(config.until_ms)
     for target in order:
         stats[f"scored: {target}"] = counts[target]
+    stats["products on a page before their first event"] = counts["unknown on pages"]
     stats.update({f"skipped rows: {reason}": n for reason, n in source.skipped.items()})
+    stats["rejected events (the worker's contract)"] = sum(log.rejected.values())
+    stats.update({f"rejected events: {reason}": n for reason, n in sorted(log.rejected.items())})
     return EvalRun(
         fmt=fmt,
         config=config,

@@ -148,10 +148,25 @@ def markdown(
         "gets its pages from counts of strictly earlier timestamps, and only then is the group folded into the "
         "counts. Same-second events never see each other (`tests/unit/test_evaluation_protocol.py` plants future "
         "and same-second events and checks that no earlier page changes).",
-        f"- Page size k = {cfg.k}. A strategy's own candidates come first; short pages are filled from global "
-        "popularity, so every strategy is compared on full pages.",
-        f"- Popularity and category counts decay with a half-life of {_duration(cfg.pop_half_life_s)}; "
-        f"per-session / per-customer counts with {_duration(cfg.context_half_life_s)}.",
+        "- One universe for every strategy: only products with an event strictly before the page (the cascade's "
+        "retrieval and keyword candidates included: the exact backend searches only those products). Checked on "
+        "every page: *products on a page before their first event* in the Data table (0 when the protocol holds; "
+        "`tests/unit/test_evaluation_protocol.py` plants a catalog product first seen after every page, with a "
+        "control that retrieves from the whole catalog and does show it).",
+        "- One implementation: the log is folded through the worker's own per-event step "
+        "(`streams.worker.sessions.WorkerStep`: session state and ranker signals, one partition), so the "
+        "baselines are the ranker lists the worker serves, and the cascade's page is the generator's own "
+        "(`CascadePlanner.plan` + `StorefrontAssembler.assemble`) for the request the worker would send at that "
+        "moment (a test compares the two item by item).",
+        f"- Page size k = {cfg.k}. A strategy's own candidates come first; short pages are filled from the "
+        "popular list of the category of the context's latest product, then from global popularity, so every "
+        "strategy is compared on full pages.",
+        f"- Ranker: co-visit pairs within {cfg.covis_window} consecutive events of a session (consecutive repeats "
+        f"collapsed); popularity decays with a half-life of {_duration(cfg.pop_half_life_s)}; session affinities "
+        f"and own-item weights with {_duration(cfg.context_half_life_s)} (chosen on the earliest 60% of the REES46 "
+        "events, [fusion-weights.md](fusion-weights.md)).",
+        "- Rejected events (the worker's contract, `decode_event`) are counted by reason in the Data table; "
+        "searches are folded into the session (its last query) and never scored.",
         *_target_notes(run),
         *(_cascade_notes(run) if any(CASCADE in name for name, _ in run.strategies) else []),
         f"- Intervals: 95% percentile intervals of a cluster bootstrap ({cfg.resamples} Poisson resamples, "
@@ -237,33 +252,23 @@ def _cascade_section(run: EvalRun, rows: list[Row]) -> list[str]:
 def _cascade_notes(run: EvalRun) -> list[str]:
     transactions = run.fmt.value == "online-retail"
     specific = [
-        "- Transactions: every event is a purchase, so the assembler's rule (never show what the context bought) "
-        "keeps the customer's own past items off the cascade's page: the re-buy signal, the strongest here, "
-        "cannot reach it. **re-buy + teacher cascade (placement)** gives re-buy the first 75% of the page and the "
-        "cascade the rest, to show what the cascade adds next to re-buy. The student was trained on REES46 "
-        "contexts only; these contexts (product titles, no taxonomy) are new to it."
+        "- Transactions: the worker's state is keyed by the customer (its context spans the customer's invoices). "
+        "Every event is a purchase, so the assembler's rule (never show what the context bought) keeps the "
+        "customer's own past items off the cascade's page: the re-buy signal, the strongest here, cannot reach it. "
+        "**re-buy + teacher cascade (placement)** gives re-buy the first 75% of the page and the cascade the rest."
         if transactions
-        else "- The student row scores a hash sample of sessions (see its description); its paired comparisons "
-        "are on that sample."
+        else "- The student row, when present, scores a hash sample of sessions (see its description); its paired "
+        "comparisons are on that sample."
     ]
     return [
-        "- Cascade rows build the page the way the generator does, from the same past as every other row: the "
-        "session context the worker would send (the context's last 8 events with their types, event-weighted "
-        "category and brand affinities), planned by `CascadePlanner.plan_contexts` (context text, keyword "
-        "candidates, the writer's themes and keywords, the generator's quality filter and candidate check), "
-        "usable placements' keywords retrieved, then per placement `streams.generator.fusion.fuse` of retrieval "
-        "with the co-visitation, category and popularity lists of that past "
-        "(`streams.generator.assembly.traditional_signals`, 24 each, as in a regeneration request) with "
-        "`streams.generator.assembly.DEFAULT_WEIGHTS`, 4 placements x 3 items, no "
-        "product twice, items bought (cart/purchase) in the context left out as the assembler does, and the "
-        "target's own exclusions kept out of every placement. A placement short of items is topped up from the "
-        "popular list, as served.",
-        "- Retrieval is exact cosine over the catalog's product vectors, top 24 per keyword: what Qdrant's exact "
-        "search returns in local mode (the catalog's local Qdrant store is locked by whichever process opens it, "
-        "so the evaluation does not open it). The catalog is static: every product of the log file, with its "
-        "latest price, and a keyword vocabulary derived from the products (not from events).",
-        "- The fusion weights (`DEFAULT_WEIGHTS`) were tuned on the earliest 60% of the REES46 head file's events "
-        "([fusion-weights.md](fusion-weights.md)); REES46 rows here include those positions, so the hold-out table "
-        "there is the clean comparison of tuned and hand-set weights.",
+        "- Cascade rows: the request is the one the worker would send now (`session_context` of the worker's state: "
+        "last 8 events with types, category, brand and price-band affinities, counts, last query; ranker lists "
+        "from `RankerSignals.for_request`), planned by `CascadePlanner.plan` and assembled by "
+        "`StorefrontAssembler.assemble` (4 placements x 3 products, `DEFAULT_WEIGHTS` unless stated, no product "
+        "twice, bought products hidden, top-up from the latest product's category, popularity, co-visitation), "
+        "with the target's exclusions hidden on every placement.",
+        "- Retrieval: `streams.generator.retrieval.ExactRetriever`, exact cosine in memory over the catalog's "
+        "vectors (the Qdrant backend returns the same: `tests/integration/test_retrieval_congruence.py`), top 24 "
+        "known products per keyword; keyword candidates are only keywords that retrieve a known product.",
         *specific,
     ]

@@ -1,8 +1,12 @@
-"""Traditional storefront strategies: each ranks items for one context from ``History`` alone.
+"""Traditional storefront strategies: each ranks products for one context from ``History`` alone.
 
-A strategy returns its own candidates in order; the protocol turns them into a page of ``k``
-(dropping excluded and repeated items, then filling up from global popularity so every strategy
-shows full pages and is compared at the same page size).
+They read the worker's ranker signals (``streams.worker.ranker.RankerSignals``), the very lists a
+regeneration request carries, so the baselines are the served signals: popularity, popular in the
+category of the context's latest product, co-visitation with that product, and session-kNN (the
+co-visited list a request carries: neighbours of the last distinct products, weights
+``KNN_WEIGHTS``). A strategy returns its own candidates in order; the protocol turns them into a page
+of ``k`` (dropping excluded and repeated products, then filling from the latest product's category and
+then popularity, so every strategy shows full pages and is compared at the same page size).
 """
 
 from __future__ import annotations
@@ -11,9 +15,8 @@ import math
 from abc import ABC, abstractmethod
 from collections import defaultdict
 
-import numpy as np
-
-from streams.evaluation.history import History
+from streams.evaluation.history import PARTITION, History
+from streams.worker.ranker import COVIS_WINDOW, KNN_WEIGHTS
 
 
 class Strategy(ABC):
@@ -24,12 +27,12 @@ class Strategy(ABC):
         self.history = history
 
     @abstractmethod
-    def rank(self, context: str | None, n: int) -> list[int]:
-        """Up to ``n`` candidate items for the context, best first."""
+    def rank(self, context: str | None, n: int) -> list[str]:
+        """Up to ``n`` candidate products for the context, best first."""
 
-    def page_candidates(self, context: str | None, n: int, exclude: frozenset[int]) -> list[int]:
-        """The page's items before the protocol drops ``exclude`` and fills up. Strategies that lay out a page
-        in placements (the cascade) override this to keep excluded items out of every placement."""
+    def page_candidates(self, context: str | None, n: int, exclude: frozenset[str]) -> list[str]:
+        """The page's products before the protocol drops ``exclude`` and fills up. Strategies that lay out a
+        page in placements (the cascade) override this to keep excluded products out of every placement."""
         return self.rank(context, n)
 
     def scores(self, cluster: str) -> bool:
@@ -41,114 +44,60 @@ class Strategy(ABC):
         return []
 
 
-def _top(scores: dict[int, float], n: int) -> list[int]:
+def _top(scores: dict[str, float], n: int) -> list[str]:
     return sorted(scores, key=lambda i: (-scores[i], i))[:n]
-
-
-def _top_array(scores: np.ndarray, n: int) -> list[int]:
-    """Indices of the ``n`` largest positive scores, best first, ties by index."""
-    candidates = np.flatnonzero(scores > 0)
-    if len(candidates) > n:
-        candidates = candidates[np.argpartition(-scores[candidates], n - 1)[:n]]
-    order = np.lexsort((candidates, -scores[candidates]))
-    return [int(i) for i in candidates[order]]
 
 
 class Popularity(Strategy):
     name = "popularity"
-    description = "globally most popular items, exponentially decayed counts"
+    description = "the ranker's popular list: decayed event-weighted popularity"
 
-    def rank(self, context: str | None, n: int) -> list[int]:
+    def rank(self, context: str | None, n: int) -> list[str]:
         return self.history.popular(n)
 
 
-class CategoryAffinity(Strategy):
-    name = "category affinity"
-    description = (
-        "most popular items of the context's top 3 categories (decayed category counts), "
-        "slots split in proportion to affinity"
-    )
+class CurrentCategory(Strategy):
+    name = "category"
+    description = "the ranker's popular list of the category of the context's latest product"
 
-    def __init__(self, history: History, *, top_categories: int = 3) -> None:
-        super().__init__(history)
-        self.top_categories = top_categories
-
-    def rank(self, context: str | None, n: int) -> list[int]:
-        cats = self.history.context_categories.get(context) if context is not None else None
-        if not cats:
-            return []
-        top = _top(cats, self.top_categories)
-        total = sum(cats[c] for c in top)
-        out: list[int] = []
-        for cat in top:
-            quota = max(1, round(n * cats[cat] / total))
-            out.extend(self.history.category_popular(cat)[:quota])
-        for cat in top:  # leftovers if a category ran short
-            out.extend(self.history.category_popular(cat)[: n * 2])
-        return out
+    def rank(self, context: str | None, n: int) -> list[str]:
+        return self.history.category_popular(self.history.current_category(context), n)
 
 
 class CoVisitation(Strategy):
     name = "co-visitation"
-    description = "items co-occurring in sessions with the context's last 3 distinct items (weights 1, 1/2, 1/3)"
+    description = (
+        f"the ranker's co-visit neighbours of the context's latest product (pairs within {COVIS_WINDOW} "
+        "consecutive events of a session, consecutive repeats collapsed)"
+    )
 
-    def __init__(self, history: History, *, recent: int = 3) -> None:
-        super().__init__(history)
-        self.recent = recent
-
-    def rank(self, context: str | None, n: int) -> list[int]:
-        recent = self.history.recent_context_items(context, self.recent)
-        if not recent:
-            return []
-        weights = np.array([1.0 / (pos + 1) for pos in range(len(recent))], dtype=np.float32)
-        scores = weights @ self.history.covis[recent]
-        return _top_array(scores, n)
+    def rank(self, context: str | None, n: int) -> list[str]:
+        h = self.history
+        return [p for p, _ in h.ranker.covisited(PARTITION, h.recent(context, 1), n, weights=(1.0,))]
 
 
 class SessionKnn(Strategy):
     name = "session-kNN"
+    description = (
+        f"the co-visited list a regeneration request carries: neighbours of the context's last {len(KNN_WEIGHTS)} "
+        f"distinct products summed with weights {', '.join(f'{w:g}' for w in KNN_WEIGHTS)}"
+    )
 
-    def __init__(self, history: History, *, recent: int = 5, neighbours: int = 100) -> None:
-        super().__init__(history)
-        self.recent = recent
-        self.neighbours = neighbours
-        self.description = (
-            f"V-SkNN: past sessions sharing the context's last {recent} distinct items (weight decaying linearly "
-            f"with recency), similarity / sqrt(session length), the top {neighbours} neighbours vote for their items"
-        )
-
-    def rank(self, context: str | None, n: int) -> list[int]:
+    def rank(self, context: str | None, n: int) -> list[str]:
         h = self.history
-        recent = h.recent_context_items(context, self.recent)
-        if not recent:
-            return []
-        sim: defaultdict[str, float] = defaultdict(float)
-        for pos, item in enumerate(recent):
-            weight = 1.0 - pos / len(recent)
-            for session in h.item_sessions.get(item, ()):
-                if session != context:  # the live session is not its own neighbour
-                    sim[session] += weight
-        for session in sim:
-            sim[session] /= math.sqrt(len(h.session_items[session]))
-        neighbours = sorted(sim, key=lambda s: -sim[s])[: self.neighbours]
-        scores: defaultdict[int, float] = defaultdict(float)
-        for session in neighbours:
-            for item in h.session_items[session]:
-                scores[item] += sim[session]
-        return _top(scores, n)
+        return [p for p, _ in h.ranker.covisited(PARTITION, h.recent(context, len(KNN_WEIGHTS)), n)]
 
 
 class OwnHistory(Strategy):
-    """The context's own items by decayed frequency: recently viewed in a session, re-buy for a customer."""
+    """The context's own products by decayed frequency: recently viewed in a session, re-buy for a customer."""
 
     def __init__(self, history: History, *, name: str, description: str) -> None:
         super().__init__(history)
         self.name = name
         self.description = description
 
-    def rank(self, context: str | None, n: int) -> list[int]:
-        items = self.history.context_items.get(context) if context is not None else None
-        return _top(items, n) if items else []
+    def rank(self, context: str | None, n: int) -> list[str]:
+        return _top(self.history.own_items(context), n)
 
 
 class RankFusion(Strategy):
@@ -161,8 +110,8 @@ class RankFusion(Strategy):
         self.c = c
         self.description = f"reciprocal-rank fusion (c = {c:g}) of " + " and ".join(p.name for p in parts)
 
-    def rank(self, context: str | None, n: int) -> list[int]:
-        scores: defaultdict[int, float] = defaultdict(float)
+    def rank(self, context: str | None, n: int) -> list[str]:
+        scores: defaultdict[str, float] = defaultdict(float)
         for part in self.parts:
             for r, item in enumerate(part.rank(context, n)):
                 scores[item] += 1.0 / (self.c + r)
@@ -170,8 +119,8 @@ class RankFusion(Strategy):
 
 
 class Placement(Strategy):
-    """The first ``share`` of the page goes to ``first`` (re-buy), the rest to ``second`` (co-occurrence);
-    either fills the other's slots when it runs short."""
+    """The first ``share`` of the page goes to ``first`` (re-buy), the rest to ``second``; either fills the
+    other's slots when it runs short."""
 
     def __init__(self, history: History, first: Strategy, second: Strategy, *, name: str, share: float = 0.75) -> None:
         super().__init__(history)
@@ -179,37 +128,38 @@ class Placement(Strategy):
         self.name = name
         self.description = f"placement: {first.name} takes the first {share:.0%} of the page, {second.name} the rest"
 
-    def rank(self, context: str | None, n: int) -> list[int]:
+    def rank(self, context: str | None, n: int) -> list[str]:
+        return self.page_candidates(context, n, frozenset())
+
+    def page_candidates(self, context: str | None, n: int, exclude: frozenset[str]) -> list[str]:
         quota = math.ceil(n * self.share)
-        first = self.first.rank(context, n)
+        first = [i for i in self.first.page_candidates(context, n, exclude) if i not in exclude]
         taken = set(first[:quota])
-        second = [i for i in self.second.rank(context, n + quota) if i not in taken]
+        second = [i for i in self.second.page_candidates(context, n + quota, exclude) if i not in taken]
         return first[:quota] + second[: n - min(quota, len(first))] + first[quota:] + second
 
 
 def clickstream_strategies(history: History) -> list[Strategy]:
     return [
         Popularity(history),
-        CategoryAffinity(history),
+        CurrentCategory(history),
         CoVisitation(history),
         SessionKnn(history),
-        OwnHistory(history, name="recently viewed", description="the session's own items, decayed frequency"),
+        OwnHistory(history, name="recently viewed", description="the session's own products, decayed frequency"),
     ]
 
 
 def transaction_strategies(history: History) -> list[Strategy]:
     rebuy = OwnHistory(
-        history, name="re-buy", description="the customer's own past items by decayed purchase frequency"
+        history, name="re-buy", description="the customer's own past products by decayed purchase frequency"
     )
-    covis = CoVisitation(history, recent=10)
-    covis.description = "items co-occurring in invoices with the customer's last 10 distinct items (weights 1/rank)"
-    knn = SessionKnn(history, recent=10)
+    knn = SessionKnn(history)
     return [
         Popularity(history),
-        CategoryAffinity(history),
-        covis,
+        CurrentCategory(history),
+        CoVisitation(history),
         knn,
         rebuy,
-        RankFusion(history, [rebuy, covis], name="re-buy + co-occurrence (RRF)"),
-        Placement(history, rebuy, covis, name="re-buy + co-occurrence (placement)"),
+        RankFusion(history, [rebuy, knn], name="re-buy + session-kNN (RRF)"),
+        Placement(history, rebuy, knn, name="re-buy + session-kNN (placement)"),
     ]

@@ -1,10 +1,13 @@
-"""Tuning the fusion weights on the replay: a grid on the earlier events of a log, the choice scored on the rest.
+"""Tuning on the replay: grids on the earlier events of a log, the choices scored on the rest.
 
-The grid scales the hand-set weights (``BASE``) per signal, the same factor for every placement kind, so
-the shape across kinds (``because_you_viewed`` leans on co-visitation, ``explore`` on retrieval and
-diversity) is kept and only the balance between signals is searched. Points are ranked by hit@k on the
-main target (next novel product), NDCG breaking ties; the best is then scored, next to ``BASE`` and the
-traditional baselines, on the later part of the log, which no choice saw.
+First the ranker's parameters (co-visit window, popularity half-life), chosen by the best baseline's
+hit@k on the main target; the chosen values are what ``streams.worker.ranker`` ships. Then the fusion
+weights, with those ranker parameters. The fusion grid scales the hand-set weights (``BASE``) per
+signal, the same factor for every placement kind, so the shape across kinds (``because_you_viewed``
+leans on co-visitation, ``explore`` on retrieval and diversity) is kept and only the balance between
+signals is searched. Points are ranked by hit@k on the main target (next novel product), NDCG breaking
+ties; the best is then scored, next to ``BASE`` and the traditional baselines, on the later part of
+the log, which no choice saw.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from models.embedder import Embed
 from models.quality import QualityFilter
 from streams.catalog.artifacts import Catalog
 from streams.datasets.readers import SourceFormat, read_source
-from streams.evaluation.cascade import Cascade, ExactRetriever, Planning, Weights, catalog_teacher
+from streams.evaluation.cascade import Cascade, Planning, Weights, catalog_teacher, exact_retriever
 from streams.evaluation.history import History
 from streams.evaluation.protocol import (
     NOVEL,
@@ -34,7 +37,7 @@ from streams.evaluation.protocol import (
     load_events,
     replay,
 )
-from streams.evaluation.report import Row, summarise, table
+from streams.evaluation.report import Row, comparisons, paired_table, summarise, table
 from streams.evaluation.strategies import Strategy
 from streams.generator.fusion import FusionWeights
 
@@ -56,6 +59,19 @@ GRID: dict[str, tuple[float, ...]] = {
 }
 CONTROL = {"retrieval": 0.0, "covisitation": 1.0, "category": 1.0, "popularity": 1.0, "diversity": 1.0}
 MAX_DIVERSITY = 0.9  # MMR lambda must stay below 1
+RANKER_GRID: dict[str, tuple[float, ...]] = {"covis_window": (3, 5, 8), "pop_half_life_s": (1800.0, 3600.0, 7200.0)}
+
+
+@dataclass(frozen=True, slots=True)
+class RankerPoint:
+    window: int
+    half_life_s: float
+    hits: dict[str, float]  # baseline -> hit@k on the tuning part
+    n: int
+
+    @property
+    def best(self) -> float:
+        return max(self.hits.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +104,8 @@ def grid_points() -> list[dict[str, float]]:
 @dataclass(slots=True)
 class TuneResult:
     split_ms: int
+    ranker: list[RankerPoint]
+    chosen: RankerPoint
     points: list[Point]
     best: Point
     holdout: EvalRun
@@ -114,15 +132,23 @@ def tune(
     # gap, so 60% of its span holds only 5% of its positions.
     split = log.events[min(len(log.events) - 1, int(fraction * len(log.events)))].ts
     points = grid_points()
+    early = dataclasses.replace(config, cutoff_ms=None, until_ms=split)
+    ranker: list[RankerPoint] = []
+    for window, half_life in itertools.product(*RANKER_GRID.values()):
+        trial = dataclasses.replace(early, covis_window=int(window), pop_half_life_s=half_life)
+        _, found, _, _ = replay(log, fmt=fmt, config=trial, targets=frozenset({NOVEL}))
+        hits = {name: float(np.mean(o.hits)) for (_, name), o in found.items()}
+        ranker.append(RankerPoint(int(window), half_life, hits, len(next(iter(found.values())).hits)))
+    chosen = max(ranker, key=lambda p: p.best)
+    config = dataclasses.replace(config, covis_window=chosen.window, pop_half_life_s=chosen.half_life_s)
 
     def teacher_planning(history: History, events: EventLog) -> Planning:
         """The serving cascade with the catalog teacher writing, as the main report's teacher row plans."""
         return Planning(
             history=history,
-            log=events,
             catalog=catalog,
             writer=catalog_teacher(catalog, events, None),
-            retriever=ExactRetriever(catalog),
+            retriever=exact_retriever(catalog, history),
             quality=quality,
             embed=embed,
         )
@@ -156,6 +182,8 @@ def tune(
     rows = summarise(holdout)
     return TuneResult(
         split_ms=split,
+        ranker=ranker,
+        chosen=chosen,
         points=scored,
         best=best,
         holdout=holdout,
@@ -168,11 +196,14 @@ def tuning_markdown(result: TuneResult, *, command: str, k: int, sample: float, 
     ranked = sorted(result.points[1:], key=lambda p: (-p.hit, -p.ndcg))
     control = result.points[0]
     best = scaled(result.best.scale)
+    names = list(result.ranker[0].hits)
     lines = [
-        "# Fusion weights tuned on the REES46 replay",
+        "# Ranker parameters and fusion weights tuned on the REES46 replay",
         "",
         f"- Command: `{command}`",
-        f"- Runtime: grid {result.seconds['grid']:.0f} s, hold-out scoring {result.seconds['holdout']:.0f} s",
+        f"- Runtime: grids {result.seconds['grid']:.0f} s, hold-out scoring {result.seconds['holdout']:.0f} s",
+        "- Fair protocol: every page (baselines and cascade) ranks only products with an event strictly before it; "
+        "retrieval and keyword candidates too. The baselines are the worker's served ranker signals.",
         f"- Split: the earliest {fraction:.0%} of the events (positions before {iso_time(result.split_ms)}) tune (the "
         "grid); later positions are the hold-out, replayed on top of the whole past. A share of events, not of the "
         "time span: this file is two dense bursts around a quiet gap.",
@@ -182,7 +213,21 @@ def tuning_markdown(result: TuneResult, *, command: str, k: int, sample: float, 
         f"NDCG@{k} breaking ties. Writer: the catalog teacher (no co-occurrence events, as served); quality "
         "filter and retrieval as in the main report.",
         "",
-        "## Grid (tuning part)",
+        "## Ranker parameters (tuning part, every session)",
+        "",
+        f"Every combination of {RANKER_GRID}; the baselines' hit@{k} on the next novel product; the point where the "
+        "best baseline is highest is chosen (and shipped in `streams/worker/ranker.py` / the evaluation defaults).",
+        "",
+        f"| co-visit window | popularity half-life | {' | '.join(names)} | n |",
+        "|---:|---:|" + "---:|" * len(names) + "---:|",
+        *[
+            f"| {p.window} | {p.half_life_s:g} s | " + " | ".join(f"{p.hits[n]:.4f}" for n in names) + f" | {p.n} |"
+            for p in result.ranker
+        ],
+        "",
+        f"Chosen: **window {result.chosen.window}, half-life {result.chosen.half_life_s:g} s**.",
+        "",
+        "## Fusion grid (tuning part)",
         "",
         f"| factors | hit@{k} | NDCG@{k} | n |",
         "|---|---:|---:|---:|",
@@ -204,6 +249,11 @@ def tuning_markdown(result: TuneResult, *, command: str, k: int, sample: float, 
         "## Hold-out (later part, every session)",
         "",
         table(result.rows, k, markdown=True),
+        "",
+        "Paired differences against the best baseline of each target (row minus baseline, same positions, 95% "
+        "cluster-bootstrap intervals):",
+        "",
+        paired_table(comparisons(result.holdout, result.rows), k),
         "",
     ]
     return "\n".join(lines)

@@ -18,24 +18,25 @@ from models.context import PLACEMENTS, PlacementKind
 from streams.contracts.regen import RankerCandidates, RegenRequest
 from streams.contracts.storefront import Arm, Item, ItemSource, Latency, Placement, Quality, StorefrontUpdate
 from streams.generator.fusion import Facts, Fused, FusionWeights, fuse
-from streams.generator.retrieval import KeywordRetriever, RetrievalError
+from streams.generator.retrieval import RetrievalError, Retriever
 
 log = logging.getLogger(__name__)
 
-# Tuned with the offline replay on REES46 (docs/eval/fusion-weights.md): a grid of per-signal factors on the
-# earlier hand-set weights (retrieval x0.5/1/2, co-visitation x0.5/1/2, category x0.5/1, popularity x0/1,
-# diversity x0/1, same factor for every kind), scored by hit@12 on the next novel product over the earliest 60%
-# of the 2019-Oct-head events with the catalog-teacher cascade; chosen: co-visitation x2, category x0.5,
-# popularity and diversity x0. On the later 40% it lifted hit@12 from 0.136 to 0.178 (session-kNN: 0.127).
-# Command: `vitrine eval ../shared/data/rees46/2019-Oct-head.csv --catalog var/catalog-rees46 --tune 0.6
-# --out docs/eval/fusion-weights.md`. Tuned for accuracy on one clickstream: diversity 0 drops the MMR step.
+# Tuned with the offline replay on REES46 under the fair protocol (docs/eval/fusion-weights.md): a grid of per-signal
+# factors on the hand-set weights (``streams.evaluation.tuning.BASE``: retrieval x0.5/1/2, co-visitation x0.5/1/2,
+# category x0.5/1, popularity x0/1, diversity x0/1, same factor for every kind), scored by hit@12 on the next novel
+# product over the earliest 60% of the 2019-Oct-head events with the catalog-teacher cascade, every page ranking only
+# products known before it; chosen: retrieval x0.5, co-visitation x2, popularity and diversity x0. On the later 40%
+# it lifted hit@12 from 0.128 to 0.163 (session-kNN: 0.173, paired -0.010 [-0.018, -0.003]). Command: `vitrine eval
+# ../shared/data/rees46/2019-Oct-head.csv --catalog var/catalog-rees46 --tune 0.6 --out docs/eval/fusion-weights.md`.
+# Tuned for accuracy on one clickstream: diversity 0 drops the MMR step.
 DEFAULT_WEIGHTS: dict[PlacementKind, FusionWeights] = {
-    PlacementKind.HERO: FusionWeights(retrieval=1.0, covisitation=1.6, category=0.2, popularity=0.0, diversity=0.0),
+    PlacementKind.HERO: FusionWeights(retrieval=0.5, covisitation=1.6, category=0.4, popularity=0.0, diversity=0.0),
     PlacementKind.BECAUSE_YOU_VIEWED: FusionWeights(
-        retrieval=0.5, covisitation=2.0, category=0.15, popularity=0.0, diversity=0.0
+        retrieval=0.25, covisitation=2.0, category=0.3, popularity=0.0, diversity=0.0
     ),
-    PlacementKind.EXPLORE: FusionWeights(retrieval=1.0, covisitation=0.4, category=0.25, popularity=0.0, diversity=0.0),
-    PlacementKind.DEALS: FusionWeights(retrieval=0.6, covisitation=0.4, category=0.25, popularity=0.0, diversity=0.0),
+    PlacementKind.EXPLORE: FusionWeights(retrieval=0.5, covisitation=0.4, category=0.5, popularity=0.0, diversity=0.0),
+    PlacementKind.DEALS: FusionWeights(retrieval=0.3, covisitation=0.4, category=0.5, popularity=0.0, diversity=0.0),
 }
 CONTROL_THEMES: dict[PlacementKind, str] = {
     PlacementKind.HERO: "Picked for you",
@@ -57,11 +58,10 @@ class PlacementPlan:
     quality: Quality = field(default_factory=lambda: Quality(ok=True))
 
 
-def traditional_signals(
-    kind: PlacementKind, ranker: RankerCandidates, categories: Sequence[str]
-) -> dict[ItemSource, list[str]]:
-    """The control arm's candidates for one placement kind, from the request's ranker lists."""
-    by_category = [[p for p, _ in ranker.by_category.get(c, [])] for c in categories]
+def traditional_signals(kind: PlacementKind, ranker: RankerCandidates) -> dict[ItemSource, list[str]]:
+    """The control arm's candidates for one placement kind, from the request's ranker lists (categories in the
+    request's order: the latest product's category first, then the session's top ones)."""
+    by_category = [[p for p, _ in products] for products in ranker.by_category.values()]
     if kind is PlacementKind.EXPLORE:  # the session's lesser interests first
         by_category = by_category[1:] + by_category[:1]
     interleaved = [p for p in chain.from_iterable(zip_longest(*by_category)) if p is not None]
@@ -73,12 +73,13 @@ def traditional_signals(
 
 
 def _top_up(chosen: list[Fused], ranker: RankerCandidates, n: int, taken: set[str]) -> list[Fused]:
-    """Fills a placement its own signals could not: popular products first, then any the request's ranker lists
-    hold (popularity weighs 0 in some kinds, and early in a stream the lists are short)."""
+    """Fills a placement its own signals could not: from the categories (the latest product's first), then
+    popular products, then co-visited ones (popularity weighs 0 in some kinds, and early in a stream the lists
+    are short)."""
     have = taken | {f.product_id for f in chosen}
     pool = chain(
-        ((p, ItemSource.POPULARITY) for p, _ in ranker.popular),
         ((p, ItemSource.CATEGORY) for p, _ in chain.from_iterable(ranker.by_category.values())),
+        ((p, ItemSource.POPULARITY) for p, _ in ranker.popular),
         ((p, ItemSource.COVISITATION) for p, _ in ranker.covisited),
     )
     extra: list[Fused] = []
@@ -95,7 +96,7 @@ class StorefrontAssembler:
     def __init__(
         self,
         *,
-        retriever: KeywordRetriever | None,
+        retriever: Retriever | None,
         facts: Facts,
         items_per_placement: int = 6,
         weights: dict[PlacementKind, FusionWeights] | None = None,
@@ -118,12 +119,15 @@ class StorefrontAssembler:
         model_version: str | None = None,
         generation_ms: float = 0.0,
         degraded_reasons: Sequence[str] = (),
+        hide: frozenset[str] = frozenset(),
     ) -> StorefrontUpdate:
+        """``hide``: products kept off this page besides the bought and unavailable ones (the offline evaluation
+        hides the session's own products when it scores the next novel product; serving hides none)."""
         started = time.perf_counter()
         reasons = list(degraded_reasons)
         ctx = request.context
         bought = {item.product_id for item in ctx.recent if item.event_type in BOUGHT_EVENTS}
-        hidden = bought | self.unavailable
+        hidden = bought | self.unavailable | hide
         plan_of = {p.kind: p for p in plans or ()}
         usable = [p for p in plans or () if p.quality.ok and p.keywords]
         hits: dict[PlacementKind, list[str]] = {}
@@ -145,7 +149,7 @@ class StorefrontAssembler:
         placements: list[Placement] = []
         for kind in PLACEMENTS:
             plan = plan_of.get(kind)
-            ranked = traditional_signals(kind, request.ranker, ctx.categories)
+            ranked = traditional_signals(kind, request.ranker)
             quality = plan.quality if plan is not None else Quality(ok=True)
             generated = kind in hits and len(hits[kind]) >= MIN_RETRIEVED
             if kind in hits and not generated:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -68,11 +68,15 @@ class CascadePlanner:
         version: str | None,
         quality: QualityFilter | None = None,
         embed: Embed | None = None,
+        keyword_known: Callable[[str], bool] | None = None,
     ) -> None:
+        """``keyword_known``: when given, keyword candidates are only those it accepts (the offline evaluation:
+        keywords that retrieve a product known at the page's time), the best ``CANDIDATES`` of twice as many."""
         self.writer = writer
         self.catalog = catalog
         self.quality = quality
         self.embed = embed
+        self.keyword_known = keyword_known
         self.index = CandidateIndex(catalog.keywords, catalog.keyword_vectors)
         self.arm = arm
         self.version = version
@@ -98,8 +102,11 @@ class CascadePlanner:
                 items.append(vectors)
         themes = self.writer.themes(inputs)
         theme_vectors = self._theme_vectors(themes)
+        known = self.keyword_known
         candidates = [
             placement_candidates(self.index, i.facts, v, t, n=CANDIDATES)
+            if known is None
+            else [k for k in placement_candidates(self.index, i.facts, v, t, n=2 * CANDIDATES) if known(k)][:CANDIDATES]
             for i, v, t in zip(inputs, items, theme_vectors, strict=True)
         ]
         keywords = self.writer.keywords(inputs, themes, candidates)

@@ -15,6 +15,7 @@ from streams.catalog.exceptions import CatalogError
 from streams.catalog.qdrant_store import ProductStore
 from streams.contracts.catalog_update import CatalogUpdate
 from streams.generator.assembly import StorefrontAssembler
+from streams.generator.fusion import Facts
 from streams.generator.pipeline import Planner
 from streams.generator.planners import build_planner
 from streams.generator.retrieval import KeywordRetriever, RetrievalError
@@ -65,10 +66,7 @@ def load_generator_parts(settings: Settings) -> GeneratorParts:
         assembler = StorefrontAssembler(retriever=None, facts=lambda _: (None, None))
         return GeneratorParts(assembler, problems=[problem])
     catalog = Catalog.load(catalog_dir)
-
-    def facts(product_id: str) -> tuple[str | None, str | None]:
-        product = catalog.product(product_id)
-        return (product.category, product.brand) if product is not None else (None, None)
+    facts = catalog_facts(catalog)
 
     problems: list[str] = []
     store: ProductStore | None = None
@@ -103,3 +101,9 @@ def load_generator_parts(settings: Settings) -> GeneratorParts:
     )
     planner = build_planner(settings, catalog, problems)
     return GeneratorParts(assembler, planner, retriever, store, catalog, problems)
+
+
+def catalog_facts(catalog: Catalog) -> Facts:
+    """Product -> (category, brand), what fusion's diversity step compares; (None, None) when unknown."""
+    table = {p.product_id: (p.category, p.brand) for p in catalog.products}
+    return lambda product_id: table.get(product_id, (None, None))

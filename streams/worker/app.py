@@ -27,7 +27,7 @@ from streams.runtime.web import add_endpoints
 from streams.worker.codecs import PRODUCT_SIGNAL_CODEC, SESSION_STATE_CODEC
 from streams.worker.intent import load_intent_space
 from streams.worker.ranker import ProductSignal, RankerSignals, signal_key, split_key
-from streams.worker.sessions import EVENT_WEIGHTS, SessionTracker, distinct_recent
+from streams.worker.sessions import SessionTracker, WorkerStep, covisit_window
 from streams.worker.state import SessionState
 from streams.worker.trigger import TriggerPolicy
 from streams.worker.watermark import Watermark, plausible_time
@@ -85,13 +85,15 @@ class SessionWorker:
         else:
             key = click.session_id.encode()  # equals msg.key: decode_event checked
             previous = self.table.data.get(key)
-            recent_before = distinct_recent(previous) if previous is not None else []
-            outcome = self.tracker.apply(previous, click, partition=msg.partition, offset=msg.offset)
+            outcome = WorkerStep(self.tracker, self.ranker).apply(
+                previous, click, partition=msg.partition, offset=msg.offset
+            )
             if outcome.duplicate:
                 metrics.DUPLICATES.inc()
                 # The local store (RocksDB survives a SIGKILL) may hold this state although the flush that
                 # would have sent it to the changelog never ran: send it again before this event is acked.
                 self.dirty[key] = outcome.state
+                recent_before = covisit_window(previous)
                 self._redirty_signals(msg.partition, click.product_id, recent_before)
                 if outcome.request is not None:  # same version again: consumers keep the first
                     metrics.RESENT.inc()
@@ -101,15 +103,7 @@ class SessionWorker:
                 self.table.data[key] = self.dirty[key] = outcome.state
                 self.watermark.observe(click.ts)
                 metrics.EVENTS.labels(click.event_type).inc()
-                if click.product_id is not None:
-                    # A product seen again in the session adds popularity but no new co-visit pairs.
-                    co_visited = [] if click.product_id in recent_before else recent_before
-                    weight = max(0.0, EVENT_WEIGHTS[click.event_type])
-                    self.dirty_signals.update(
-                        self.ranker.observe(
-                            msg.partition, click.product_id, click.category, weight, click.ts, co_visited
-                        )
-                    )
+                self.dirty_signals.update(outcome.touched)
                 if outcome.request is not None:
                     metrics.TRIGGERS.labels(outcome.request.reason).inc()
                     await self._request(key, outcome.request, msg.partition)
@@ -139,8 +133,7 @@ class SessionWorker:
         self.dirty_signals.update(k for k in keys if k in self.ranker_table.data)
 
     async def _request(self, key: bytes, request: RegenRequest, partition: int) -> None:
-        candidates = self.ranker.for_request(partition, request.context, request.event_ts)
-        request = replace(request, ranker=candidates, requested_at_ms=int(time.time() * 1000))
+        request = replace(request, requested_at_ms=int(time.time() * 1000))
         await self.app.producer.send(self.regen_topic, key, request.to_json(), partition, None, None)
 
     def active_partitions(self) -> set[int]:

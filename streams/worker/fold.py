@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from streams.contracts.errors import InvalidEvent
 from streams.contracts.events import PlausibleTime, decode_event
@@ -18,7 +18,7 @@ from streams.datasets.readers import ReplayRecord
 from streams.runtime.settings import Settings
 from streams.worker.intent import load_intent_space
 from streams.worker.ranker import RankerSignals
-from streams.worker.sessions import EVENT_WEIGHTS, SessionTracker, distinct_recent
+from streams.worker.sessions import SessionTracker, WorkerStep
 from streams.worker.state import SessionState
 from streams.worker.trigger import TriggerPolicy
 
@@ -52,6 +52,7 @@ def fold(
     """
     result = FoldResult()
     reference_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    step = WorkerStep(tracker, ranker if ranker is not None else RankerSignals({}, half_life_s=3600.0))
     for offset, rec in enumerate(records):
         try:
             event = decode_event(
@@ -61,18 +62,13 @@ def fold(
             result.invalid[exc.reason.value] += 1
             continue
         key = event.session_id.encode()
-        previous = result.states.get(key)
-        recent_before = distinct_recent(previous) if previous is not None else []
-        outcome = tracker.apply(previous, event, partition=0, offset=offset)
-        result.states[key] = outcome.state
+        done = step.apply(result.states.get(key), event, partition=0, offset=offset)
+        result.states[key] = done.state
         result.events += 1
-        if ranker is not None:
-            ranker.observe_click(0, event, recent_before, EVENT_WEIGHTS[event.event_type])
-        if outcome.request is not None:
-            result.triggers[outcome.request.reason] += 1
+        if done.request is not None:
+            result.triggers[done.request.reason] += 1
             if ranker is not None:
-                candidates = ranker.for_request(0, outcome.request.context, event.ts)
-                result.emitted.append(replace(outcome.request, ranker=candidates))
+                result.emitted.append(done.request)
     return result
 
 

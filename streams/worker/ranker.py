@@ -26,8 +26,16 @@ from streams.contracts.regen import RankerCandidates
 if TYPE_CHECKING:
     from streams.contracts.regen import SessionContext
 
-NEIGHBOURS = 30
-_PRUNE_AT = 40  # prune back to NEIGHBOURS only past this, so a hot product is not re-sorted per event
+# The ranker's parameters, shared by the served request lists and the evaluation's baselines (one implementation):
+# a co-visit pair is two products within COVIS_WINDOW consecutive events of a session (consecutive repeats of one
+# product collapsed); the co-visited list sums the neighbours of the session's last distinct products weighted
+# KNN_WEIGHTS (session-kNN through item neighbourhoods), ties to the more popular. The window (3, 5 or 8) and the
+# popularity half-life were chosen on the earliest 60% of the REES46 sample's events (docs/eval/fusion-weights.md);
+# 3 and 5 are within 0.001 hit@12 of each other there, 8 is worse.
+COVIS_WINDOW = 5
+KNN_WEIGHTS = (1.0, 0.5, 0.25)
+NEIGHBOURS = 100
+_PRUNE_AT = 130  # prune back to NEIGHBOURS only past this, so a hot product is not re-sorted per event
 
 
 @dataclass(slots=True)
@@ -77,11 +85,17 @@ class RankerSignals:
         half_life_s: float,
         stale_after: int = 500,
         per_list: int = 24,
+        depth: int | None = None,
+        window: int = COVIS_WINDOW,
     ) -> None:
+        """``depth``: how many products the cached top lists keep (default ``per_list``); the evaluation reads
+        deeper lists to fill pages once a session's own products are left out."""
         self.store = store
         self.half_life_ms = half_life_s * 1000.0
         self.stale_after = stale_after
         self.per_list = per_list
+        self.depth = max(per_list, depth or per_list)
+        self.window = window
         self._updates: dict[int, int] = {}
         self._top: dict[int, tuple[list[str], dict[str, list[str]]]] = {}
 
@@ -118,46 +132,68 @@ class RankerSignals:
         self._updates[partition] = self._updates.get(partition, 0) + 1
         return touched
 
-    def observe_click(
-        self, partition: int, event: ClickEvent, recent_before: Sequence[str], weight: float
-    ) -> list[bytes]:
-        """One clickstream event; ``recent_before``: the session's distinct products before it, most recent first.
-        A product seen again in the session adds popularity but no new co-visit pairs."""
+    def observe_click(self, partition: int, event: ClickEvent, window: Sequence[str], weight: float) -> list[bytes]:
+        """One clickstream event; ``window``: the session's previous products, consecutive repeats collapsed, most
+        recent first (``streams.worker.sessions.covisit_window``). The product pairs with the ``self.window - 1``
+        latest of them unless it repeats the one just before it (a repeat adds popularity, no pairs)."""
         if event.product_id is None:
             return []
-        co_visited = () if event.product_id in recent_before else recent_before
-        return self.observe(partition, event.product_id, event.category, max(0.0, weight), event.ts, co_visited)
+        pairs: Sequence[str] = ()
+        if not window or window[0] != event.product_id:
+            pairs = list(dict.fromkeys(window[: self.window - 1]))
+        return self.observe(partition, event.product_id, event.category, max(0.0, weight), event.ts, pairs)
 
     def for_request(self, partition: int, context: SessionContext, now_ms: int) -> RankerCandidates:
-        """Candidates for a regeneration request: the session's top three categories and latest products."""
+        """Candidates for a regeneration request: popular; popular in the category of the session's latest
+        product, then in its top categories (three in all); co-visited with its latest distinct products."""
         recent = list(dict.fromkeys(item.product_id for item in reversed(context.recent)))
-        return self.candidates(partition, now_ms=now_ms, categories=context.categories[:3], recent=recent)
+        current = self.category_of(partition, recent[0]) if recent else None
+        categories = list(dict.fromkeys([c for c in [current, *context.categories] if c is not None]))[:3]
+        return self.candidates(partition, now_ms=now_ms, categories=categories, recent=recent)
 
     def candidates(
         self, partition: int, *, now_ms: int, categories: Sequence[str], recent: Sequence[str]
     ) -> RankerCandidates:
-        """Popular overall, popular in the session's top categories, co-visited with its recent products."""
-        popular, by_category = self._tops(partition)
+        """Popular overall, popular in ``categories`` (in that order), co-visited with the ``recent`` products."""
         n = self.per_list
         return RankerCandidates(
-            popular=self._scored(partition, popular[:n], now_ms),
-            by_category={c: self._scored(partition, by_category.get(c, [])[:n], now_ms) for c in categories},
-            covisited=self.covisited(partition, recent),
+            popular=self.popular(partition, n, now_ms),
+            by_category={c: self.category_popular(partition, c, n, now_ms) for c in categories},
+            covisited=self.covisited(partition, recent, n),
         )
 
-    def covisited(self, partition: int, recent: Sequence[str]) -> list[tuple[str, float]]:
-        """Neighbours of the most recent distinct products, weighted 1, 1/2, 1/3, ... by recency."""
+    def popular(self, partition: int, n: int, now_ms: int) -> list[tuple[str, float]]:
+        """The ``n`` (at most ``depth``) products with the highest decayed popularity, with their scores."""
+        return self._scored(partition, self._tops(partition)[0][:n], now_ms)
+
+    def category_popular(self, partition: int, category: str, n: int, now_ms: int) -> list[tuple[str, float]]:
+        return self._scored(partition, self._tops(partition)[1].get(category, [])[:n], now_ms)
+
+    def category_of(self, partition: int, product_id: str) -> str | None:
+        signal = self.store.get(signal_key(partition, product_id))
+        return signal.category if signal is not None else None
+
+    def covisited(
+        self, partition: int, recent: Sequence[str], n: int | None = None, weights: Sequence[float] = KNN_WEIGHTS
+    ) -> list[tuple[str, float]]:
+        """Neighbours of the latest distinct products (``recent``, most recent first), summed with ``weights``
+        by recency; the session's own products left out."""
         scores: dict[str, float] = {}
         seen = set(recent)
-        for pos, product in enumerate(recent):
+        for product, weight in zip(recent, weights, strict=False):
             signal = self.store.get(signal_key(partition, product))
             if signal is None:
                 continue
             for other, count in signal.neighbours.items():
                 if other not in seen:
-                    scores[other] = scores.get(other, 0.0) + count / (pos + 1)
-        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[: self.per_list]
-        return [(p, round(s, 4)) for p, s in ranked]
+                    scores[other] = scores.get(other, 0.0) + count * weight
+        # Co-visit counts are small integers and tie often: the more popular neighbour first.
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], -self._popularity(partition, kv[0]), kv[0]))
+        return [(p, round(s, 4)) for p, s in ranked[: n or self.per_list]]
+
+    def _popularity(self, partition: int, product_id: str) -> float:
+        signal = self.store.get(signal_key(partition, product_id))
+        return signal.rank_key(self.half_life_ms) if signal is not None else -math.inf
 
     def partitions(self) -> set[int]:
         return {split_key(k)[0] for k in self.store}
@@ -172,7 +208,10 @@ class RankerSignals:
 
     def _tops(self, partition: int) -> tuple[list[str], dict[str, list[str]]]:
         cached = self._top.get(partition)
-        if cached is not None and self._updates.get(partition, 0) < self.stale_after:
+        updates = self._updates.get(partition, 0)
+        # A young partition (fewer products than a list holds) is re-ranked on any update: it is small, and a
+        # list cached from its first events would otherwise stay that short for ``stale_after`` events.
+        if cached is not None and updates < self.stale_after and (updates == 0 or len(cached[0]) >= self.per_list):
             return cached
         prefix = f"{partition}/".encode()
         ranked = sorted(
@@ -183,12 +222,12 @@ class RankerSignals:
             ),
             key=lambda t: (-t[0], t[1]),
         )
-        popular = [p for _, p, _ in ranked[: self.per_list]]
+        popular = [p for _, p, _ in ranked[: self.depth]]
         by_category: dict[str, list[str]] = {}
         for _, product, category in ranked:
             if category is not None:
                 top = by_category.setdefault(category, [])
-                if len(top) < self.per_list:
+                if len(top) < self.depth:
                     top.append(product)
         self._top[partition] = (popular, by_category)
         self._updates[partition] = 0

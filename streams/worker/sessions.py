@@ -8,7 +8,7 @@ Time is event time, so a replay gives the same states however fast it runs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from models.context import price_band
 from streams.contracts.events import EVENT_TYPES, ClickEvent
 from streams.contracts.regen import RecentItem, RegenRequest, SessionContext
 from streams.worker.intent import IntentSpace
+from streams.worker.ranker import RankerSignals
 from streams.worker.state import (
     MAX_CART_CATEGORIES,
     RECENT_ITEMS,
@@ -60,9 +61,27 @@ def _cosine_drift(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 - float(a.dot(b)) / math.sqrt(nn)
 
 
-def distinct_recent(state: SessionState) -> list[str]:
-    """The session's recent products, most recent first, each once."""
-    return list(dict.fromkeys(p for p, _ in reversed(state.recent)))
+def covisit_window(state: SessionState | None) -> list[str]:
+    """The session's previous products for co-visit pairs: most recent first, consecutive repeats collapsed (the
+    ranker pairs a new product with the latest ``window - 1`` of them)."""
+    out: list[str] = []
+    for product, _ in reversed(state.recent if state is not None else ()):
+        if not out or out[-1] != product:
+            out.append(product)
+    return out
+
+
+def session_context(state: SessionState, drift: float = 0.0) -> SessionContext:
+    """What a regeneration request tells the generator about the session (it never reads the table)."""
+    return SessionContext(
+        recent=[RecentItem(p, EVENT_TYPES[t]) for p, t in state.recent],
+        categories=[k for k, _ in ranked(state.categories)],
+        brands=[k for k, _ in ranked(state.brands)],
+        price_bands=[k for k, _ in ranked(state.price_bands)],
+        last_query=state.last_query,
+        counts={t: c for t, c in zip(EVENT_TYPES, state.counts, strict=True) if c},
+        drift=round(drift, 4),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,20 +162,42 @@ class SessionTracker:
 
     @staticmethod
     def _request(event: ClickEvent, state: SessionState, reason: str, drift: float) -> RegenRequest:
-        context = SessionContext(
-            recent=[RecentItem(p, EVENT_TYPES[t]) for p, t in state.recent],
-            categories=[k for k, _ in ranked(state.categories)],
-            brands=[k for k, _ in ranked(state.brands)],
-            price_bands=[k for k, _ in ranked(state.price_bands)],
-            last_query=state.last_query,
-            counts={t: c for t, c in zip(EVENT_TYPES, state.counts, strict=True) if c},
-            drift=round(drift, 4),
-        )
         return RegenRequest(
             session_id=event.session_id,
             user_id=state.user_id,
             version=state.version,
             reason=reason,
             event_ts=event.ts,
-            context=context,
+            context=session_context(state, drift),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One event folded: the session's next state, the request to send (ranker candidates attached), and the
+    ranker keys written (for the changelog flush)."""
+
+    state: SessionState
+    request: RegenRequest | None
+    duplicate: bool = False
+    touched: list[bytes] = field(default_factory=list)
+
+
+class WorkerStep:
+    """The worker's whole per-event step: session state, ranker signals, request candidates. The Faust agent,
+    ``streams.worker.fold`` and the offline evaluation all call ``apply``, so they cannot disagree."""
+
+    def __init__(self, tracker: SessionTracker, ranker: RankerSignals) -> None:
+        self.tracker = tracker
+        self.ranker = ranker
+
+    def apply(self, previous: SessionState | None, event: ClickEvent, *, partition: int, offset: int) -> Step:
+        window = covisit_window(previous)
+        outcome = self.tracker.apply(previous, event, partition=partition, offset=offset)
+        touched: list[bytes] = []
+        if not outcome.duplicate:
+            touched = self.ranker.observe_click(partition, event, window, EVENT_WEIGHTS[event.event_type])
+        request = outcome.request
+        if request is not None:
+            request = replace(request, ranker=self.ranker.for_request(partition, request.context, request.event_ts))
+        return Step(outcome.state, request, outcome.duplicate, touched)

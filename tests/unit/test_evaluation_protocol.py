@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
+import orjson
 import pytest
 
 from models.context import PLACEMENTS
@@ -14,9 +16,17 @@ from streams.catalog.artifacts import Catalog
 from streams.catalog.products import Product
 from streams.catalog.vocabulary import build_vocabulary
 from streams.contracts.events import ClickEvent
-from streams.contracts.storefront import ItemSource
 from streams.datasets.readers import ReplayRecord, SourceFormat
-from streams.evaluation.cascade import TEACHER, Cascade, CascadeSetup
+from streams.evaluation.cascade import (
+    TEACHER,
+    Cascade,
+    CascadeSetup,
+    Planning,
+    catalog_teacher,
+    exact_retriever,
+    page_products,
+    replay_request,
+)
 from streams.evaluation.history import History
 from streams.evaluation.protocol import (
     CART,
@@ -32,9 +42,17 @@ from streams.evaluation.protocol import (
     replay,
 )
 from streams.evaluation.strategies import Strategy
+from streams.generator.assembly import DEFAULT_WEIGHTS
+from streams.generator.pipeline import StorefrontGenerator
+from streams.worker.fold import fold
+from streams.worker.intent import TaxonomyIntent
+from streams.worker.ranker import RankerSignals
+from streams.worker.sessions import SessionTracker
+from streams.worker.trigger import TriggerPolicy
 
 T0 = 1_569_888_000_000
 SHELVES = {"phones": "acme", "shoes": "stride", "sofas": "lounge", "tents": "camp"}
+LATE = "phones-late"
 
 
 def _products() -> list[Product]:
@@ -42,6 +60,7 @@ def _products() -> list[Product]:
     out = [Product(p, f"acme {p} phone", "phones", "acme", 200.0) for p in "ABCD"]
     out += [Product(p, f"stride {p} shoe", "shoes", "stride", 60.0) for p in "XYZ"]
     out.append(Product("Q", "quest kit", "quest", None, 10.0))
+    out.append(Product(LATE, "acme phones 8 phone", "phones", "acme", 25.0))  # first seen after every page
     for shelf, brand in SHELVES.items():
         out += [Product(f"{shelf}-{i}", f"{brand} {shelf} {i}", shelf, brand, 20.0 + i) for i in range(8)]
     return out
@@ -170,7 +189,7 @@ def test_co_visitation_and_session_knn_recommend_the_co_visited_item() -> None:
     assert pages[(key, NOVEL, "session-kNN")][0] == "B"
     # popularity ranks the shoe items (seen more often) first; category affinity stays in phones
     assert pages[(key, NOVEL, "popularity")][0] in {"X", "Y", "Z"}
-    assert pages[(key, NOVEL, "category affinity")][0] in {"B", "C"}
+    assert pages[(key, NOVEL, "category")][0] in {"B", "C"}
     # the novel page never shows what the session already saw
     assert all("A" not in page for (eid, target, _), page in pages.items() if eid == key and target == NOVEL)
 
@@ -199,13 +218,11 @@ def test_rebuy_shows_the_customers_past_purchases_on_the_next_invoice() -> None:
     log = load_events(records)
     items = log.items
     _, outcomes, pages, counts = replay(log, fmt=SourceFormat.ONLINE_RETAIL, config=config)
-    assert counts == {INVOICE: 1, RETURNING: 1}  # before the cutoff only trains
+    assert counts == {INVOICE: 1, RETURNING: 1, "unknown on pages": 0}  # before the cutoff only trains
     assert outcomes[(RETURNING, "re-buy")].hits == [1.0]
     named = {k: tuple(items[i] for i in p) for k, p in pages.items()}
-    assert "own0" in named[(f"e{n}", INVOICE, "re-buy + co-occurrence (RRF)")]
-    assert (
-        named[(f"e{n}", INVOICE, "re-buy + co-occurrence (placement)")][:3] == named[(f"e{n}", INVOICE, "re-buy")][:3]
-    )
+    assert "own0" in named[(f"e{n}", INVOICE, "re-buy + session-kNN (RRF)")]
+    assert named[(f"e{n}", INVOICE, "re-buy + session-kNN (placement)")][:3] == named[(f"e{n}", INVOICE, "re-buy")][:3]
     assert TRANSACTION_CONFIG.cutoff_ms is not None
 
 
@@ -244,17 +261,17 @@ def shop(cascade: CascadeSetup) -> tuple[Cascade, History, EventLog]:
 def test_cascade_page_fills_every_placement_with_distinct_allowed_items(
     shop: tuple[Cascade, History, EventLog],
 ) -> None:
-    teacher, history, log = shop
+    teacher, history, _ = shop
     k = CLICKSTREAM_CONFIG.k
     seen = frozenset(history.session_items["live"])
-    same_shelf = frozenset(i for i, pid in enumerate(log.items) if pid.startswith("phones-") and i not in seen)
+    same_shelf = frozenset(pid for pid in history.known if pid.startswith("phones-") and pid not in seen)
     for exclude in (frozenset(), seen, seen | same_shelf):
         page = teacher.page_candidates("live", k, exclude)
         assert len(page) == k
         assert len(set(page)) == k
         assert not set(page) & exclude
-    # the session is about phones: the unfiltered page leads with phones it has not seen
-    page = [log.items[i] for i in teacher.page_candidates("live", k, seen)]
+    # the session is about phones: the page leads with phones it has not seen
+    page = teacher.page_candidates("live", k, seen)
     assert page[0].startswith("phones-")
 
 
@@ -263,12 +280,104 @@ def test_cascade_plans_once_per_past_and_retrieves_for_usable_placements(
 ) -> None:
     teacher, _, _ = shop
     planning = teacher.planning
-    planned = planning.page("live")
+    planned = planning.plan("live")
     assert planned is not None
     pages = planning.stats.pages
-    assert planning.page("live") is planned  # the same past and context: planned once
+    assert planning.plan("live") is planned  # the same past and context: planned once
     assert planning.stats.pages == pages
-    assert [kind for kind, _ in planned.signals] == list(PLACEMENTS)
-    retrieved = [lists[ItemSource.RETRIEVAL] for _, lists in planned.signals if ItemSource.RETRIEVAL in lists]
-    assert retrieved
-    assert all(retrieved)  # the teacher's keywords came from the vocabulary and found products
+    _, plan = planned
+    assert [p.kind for p in plan.placements] == list(PLACEMENTS)
+    usable = [p for p in plan.placements if p.quality.ok and p.keywords]
+    assert usable
+    # the teacher's keywords came from the known keyword candidates and find known products
+    assert all(planning.retriever.search([p.keywords for p in usable]))
+
+
+def _late_product_pages(cascade: CascadeSetup, *, known_only: bool) -> dict[tuple[str, str, str], tuple[str, ...]]:
+    """The shop replayed with the cascade, then one event of ``LATE``: a phone in the catalog, first seen last."""
+    records = _shop()
+    last = records[-1].ts
+    assert last is not None
+    records.append(_record(999, "late", LATE, (last - T0) // 1000 + 60, cat="phones"))
+    setup = dataclasses.replace(cascade, known_only=known_only)
+    return _pages(records, SourceFormat.REES46, CLICKSTREAM_CONFIG, setup)
+
+
+def test_a_product_first_seen_after_a_page_is_on_no_page(cascade: CascadeSetup) -> None:
+    pages = _late_product_pages(cascade, known_only=True)
+    assert any(key[2] == TEACHER for key in pages)
+    assert not [key for key, page in pages.items() if LATE in page]
+
+
+def test_the_universe_check_can_fail(cascade: CascadeSetup) -> None:
+    """Control: retrieving from the whole catalog (the old protocol) puts the late phone on phone pages."""
+    pages = _late_product_pages(cascade, known_only=False)
+    assert [key for key, page in pages.items() if LATE in page and key[2] == TEACHER]
+    assert not [key for key, page in pages.items() if LATE in page and key[2] != TEACHER]  # baselines cannot
+
+
+def test_rejected_events_are_counted_by_reason() -> None:
+    records = _clickstream()
+    event = orjson.loads(records[0].value) | {"event_id": "long", "category": "c" * 300}
+    records += [ReplayRecord(b"x", b"{not json", None), ReplayRecord(b"s0", orjson.dumps(event), None)]
+    log = load_events(records)
+    assert sum(log.rejected.values()) == 2
+    assert len(log.rejected) == 2  # two reasons: malformed JSON, and a field over the contract's limit
+
+
+def test_the_evaluation_page_is_the_generators_page_for_the_workers_request(shop_parts: ShopParts) -> None:
+    """Item by item: the request the worker sends (streams.worker.fold), through the generator
+    (StorefrontGenerator: planner, assembler), and the evaluation's request and page builder for that moment."""
+    records, planning, _ = shop_parts
+    tracker = SessionTracker(intent_space=TaxonomyIntent(), policy=TriggerPolicy(), half_life_s=600.0)
+    ranker = RankerSignals({}, half_life_s=CLICKSTREAM_CONFIG.pop_half_life_s)
+    emitted = fold(records, tracker, max_event_bytes=1 << 20, ranker=ranker).emitted
+    assert len(emitted) > 10
+    generator = StorefrontGenerator(
+        assembler=planning.assembler(DEFAULT_WEIGHTS), planner=planning.planner, control_share=0.0
+    )
+    compared = 0
+    history = planning.history
+    folded = 0
+    for request in emitted[-12:]:
+        # the evaluation's past up to the worker's event (one more event per record: none is rejected here)
+        upto = next(
+            i for i, r in enumerate(records) if r.ts == request.event_ts and r.key == request.session_id.encode()
+        )
+        while folded <= upto:
+            history.observe(ClickEvent.model_validate_json(records[folded].value))
+            folded += 1
+        mine = replay_request(history, request.session_id)
+        assert mine is not None
+        assert mine.context == dataclasses.replace(request.context, drift=0.0)
+        assert mine.ranker == request.ranker
+        (served,) = generator.generate([request])
+        (plan,) = planning.planner.plan([mine])
+        page = page_products(planning.assembler(DEFAULT_WEIGHTS), mine, plan)
+        assert page == [item.product_id for p in served.placements for item in p.items]
+        compared += 1
+    assert compared == 12
+
+
+ShopParts = tuple[list[ReplayRecord], Planning, Catalog]
+
+
+@pytest.fixture
+def shop_parts(cascade: CascadeSetup) -> ShopParts:
+    """A fresh History (nothing folded yet) with the teacher's planning over the shop's catalog, for one worker."""
+    records = sorted(_shop()[:-3], key=lambda r: r.ts or 0)  # requests need sessions with enough events
+    history = History(
+        t0=records[0].ts or 0,
+        pop_half_life_s=CLICKSTREAM_CONFIG.pop_half_life_s,
+        context_half_life_s=CLICKSTREAM_CONFIG.context_half_life_s,
+        context_by_user=False,
+    )
+    retriever = exact_retriever(cascade.catalog, history)
+    planning = Planning(
+        history=history,
+        catalog=cascade.catalog,
+        writer=catalog_teacher(cascade.catalog, load_events([]), None),
+        retriever=retriever,
+        quality=cascade.quality,
+    )
+    return records, planning, cascade.catalog

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from streams.contracts.events import ClickEvent
 from streams.contracts.regen import RankerCandidates, RecentItem, RegenRequest, SessionContext
-from streams.worker.ranker import NEIGHBOURS, ProductSignal, RankerSignals, signal_key, split_key
+from streams.worker.ranker import (
+    _PRUNE_AT,
+    COVIS_WINDOW,
+    NEIGHBOURS,
+    ProductSignal,
+    RankerSignals,
+    signal_key,
+    split_key,
+)
+from streams.worker.sessions import covisit_window
+from streams.worker.state import SessionState
 
 HOUR_MS = 3_600_000
 
@@ -47,7 +58,7 @@ def test_covisitation_is_symmetric_and_skips_the_session_items() -> None:
     r.observe(0, "a", None, 1.0, 0)
     r.observe(0, "b", None, 1.0, 1, co_visited=["a"])
     r.observe(0, "c", None, 1.0, 2, co_visited=["b", "a"])
-    assert [p for p, _ in r.covisited(0, ["a"])] == ["b", "c"]
+    assert [p for p, _ in r.covisited(0, ["a"])] == ["c", "b"]  # a tie: c, the more recent, is more popular
     # Most recent first, weights 1, 1/2: from c (recent) b scores 1, a 1; a is in the session itself.
     assert r.covisited(0, ["c", "a"]) == [("b", 1.5)]
 
@@ -57,9 +68,9 @@ def test_neighbour_lists_stay_bounded() -> None:
     r.observe(0, "hub", None, 1.0, 0)
     for i in range(200):
         r.observe(0, f"p{i}", None, 1.0, i, co_visited=["hub"])
-    assert len(r.store[signal_key(0, "hub")].neighbours) <= 40
+    assert len(r.store[signal_key(0, "hub")].neighbours) <= _PRUNE_AT
     assert len(r.covisited(0, ["hub"])) == 24
-    assert NEIGHBOURS < 40
+    assert NEIGHBOURS < _PRUNE_AT
 
 
 def test_signal_and_candidates_round_trip_through_their_encodings() -> None:
@@ -75,3 +86,64 @@ def test_signal_and_candidates_round_trip_through_their_encodings() -> None:
         ranker=RankerCandidates(popular=[("1", 2.0)], by_category={"a": [("2", 1.0)]}, covisited=[("3", 0.5)]),
     )
     assert RegenRequest.from_json(request.to_json()) == request
+
+
+def _view(session: str, product: str, ts: int, category: str | None = None) -> ClickEvent:
+    return ClickEvent(
+        event_id=f"{session}{ts}", session_id=session, event_type="view", product_id=product, category=category, ts=ts
+    )
+
+
+def _browse(r: RankerSignals, session: str, products: str) -> None:
+    """Each product of ``products`` viewed in turn, through the worker's window of the session's state."""
+    state = SessionState()
+    for ts, product in enumerate(products):
+        r.observe_click(0, _view(session, product, ts), covisit_window(state), 1.0)
+        state.recent = [*state.recent, (product, 0)]
+
+
+def test_pairs_span_a_window_of_consecutive_events_with_repeats_collapsed() -> None:
+    r = signals()
+    _browse(r, "s", "AABBCDEFG")  # collapsed: A B C D E F G
+    assert COVIS_WINDOW == 5
+    neighbours = r.store[signal_key(0, "A")].neighbours
+    assert neighbours == {"B": 1.0, "C": 1.0, "D": 1.0, "E": 1.0}  # F is 5 collapsed events after A: out
+    narrow = RankerSignals({}, half_life_s=3600, window=3)
+    _browse(narrow, "s", "AABBCDEFG")
+    assert narrow.store[signal_key(0, "A")].neighbours == {"B": 1.0, "C": 1.0}
+    assert narrow.store[signal_key(0, "D")].neighbours == {"B": 1.0, "C": 1.0, "E": 1.0, "F": 1.0}
+    r2 = signals()
+    _browse(r2, "s", "ABA")  # a return to A pairs A and B again; the immediate repeat of A in "AAB" would not
+    assert r2.store[signal_key(0, "A")].neighbours == {"B": 2.0}
+
+
+def test_the_window_ignores_immediate_repeats() -> None:
+    state = SessionState(recent=[(p, 0) for p in "ABBBCCDEEF"][-8:])
+    assert covisit_window(state) == ["F", "E", "D", "C", "B"]
+    assert covisit_window(None) == []
+
+
+def test_session_knn_weights_the_last_three_products_one_half_a_quarter() -> None:
+    r = signals()
+    for product, partner in (("a", "x"), ("b", "y"), ("c", "z"), ("d", "w")):
+        r.observe(0, product, None, 1.0, 0)
+        r.observe(0, partner, None, 1.0, 0, co_visited=[product])
+    assert r.covisited(0, ["a", "b", "c", "d"]) == [("x", 1.0), ("y", 0.5), ("z", 0.25)]  # d is a 4th: out
+
+
+def test_a_request_lists_the_latest_products_category_first() -> None:
+    r = signals()
+    r.observe(0, "tv1", "tv", 5.0, 0)
+    r.observe(0, "ph1", "phone", 1.0, 0)
+    context = SessionContext(
+        [RecentItem("tv1", "view"), RecentItem("ph1", "view")], ["tv", "audio"], [], [], None, {}, 0.0
+    )
+    assert list(r.for_request(0, context, 0).by_category) == ["phone", "tv", "audio"]
+
+
+def test_a_young_partition_is_reranked_before_its_cache_goes_stale() -> None:
+    r = RankerSignals({}, half_life_s=3600, stale_after=500)
+    r.observe(0, "first", None, 1.0, 0)
+    assert [p for p, _ in r.popular(0, 5, 0)] == ["first"]
+    r.observe(0, "second", None, 3.0, 0)
+    assert [p for p, _ in r.popular(0, 5, 0)] == ["second", "first"]

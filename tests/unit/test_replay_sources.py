@@ -124,7 +124,7 @@ def test_rees46_rows_become_events(rees46: Path) -> None:
     cart = by_id["oct:3"]
     assert (cart.user_id, cart.category, cart.brand, cart.price, cart.ts) == (
         None,
-        None,
+        "2103",  # no category_code: the category_id stands in
         "shiseido",
         35.79,
         1569888000000,
@@ -212,7 +212,7 @@ def test_first_rows_of_the_real_files(tmp_path: Path) -> None:
     first = events(rees, limit=3)
     assert first[0].ts == ms("2019-10-01T00:00:00")
     assert first[0].session_id == "72d76fde-8bb3-4e00-8c23-a032dfed738c"
-    assert first[0].category is None and first[0].brand == "shiseido"
+    assert first[0].category == "2103807459595387724" and first[0].brand == "shiseido"  # category_id fallback
     assert first[1].category == "appliances.environment.water_heater"
     # the retail file is 525k lines: read only its head, through the same reader
     with gzip.open(retail, "rt", encoding="utf-8", newline="") as fh:
