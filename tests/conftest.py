@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from models.student import Student
 from streams.devtools.local_kafka import LocalKafka, free_port
 from streams.devtools.processes import WorkerEndpoint, WorkerGone, start_worker
 from streams.runtime.settings import Settings
+from tests.student_fixtures import TinyStudent, require_tiny_student
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("VITRINE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -150,3 +152,14 @@ def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     yield make
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture(scope="module")
+def tiny() -> TinyStudent:
+    """One tiny random T5, exported once per module: the student runtime tests need a real model, not weights."""
+    return require_tiny_student()
+
+
+@pytest.fixture(scope="module")
+def student(tiny: TinyStudent) -> Student:
+    return Student.load(tiny.onnx_dir, providers="CPUExecutionProvider", intra_op_threads=1)

@@ -146,12 +146,12 @@ def markdown(
         "",
         "- The log is replayed in time order, one timestamp group at a time: every scored position of a group "
         "gets its pages from counts of strictly earlier timestamps, and only then is the group folded into the "
-        "counts. Same-second events never see each other (`tests/unit/test_evaluation_protocol.py` plants future "
+        "counts. Same-second events never see each other (`tests/evaluation/test_protocol.py` plants future "
         "and same-second events and checks that no earlier page changes).",
         "- One universe for every strategy: only products with an event strictly before the page (the cascade's "
         "retrieval and keyword candidates included: the exact backend searches only those products). Checked on "
         "every page: *products on a page before their first event* in the Data table (0 when the protocol holds; "
-        "`tests/unit/test_evaluation_protocol.py` plants a catalog product first seen after every page, with a "
+        "`tests/evaluation/test_protocol.py` plants a catalog product first seen after every page, with a "
         "control that retrieves from the whole catalog and does show it).",
         "- One implementation: the log is folded through the worker's own per-event step "
         "(`streams.worker.sessions.WorkerStep`: session state and ranker signals, one partition), so the "
@@ -268,7 +268,7 @@ def _cascade_notes(run: EvalRun) -> list[str]:
         "twice, bought products hidden, top-up from the latest product's category, popularity, co-visitation), "
         "with the target's exclusions hidden on every placement.",
         "- Retrieval: `streams.generator.retrieval.ExactRetriever`, exact cosine in memory over the catalog's "
-        "vectors (the Qdrant backend returns the same: `tests/integration/test_retrieval_congruence.py`), top 24 "
+        "vectors (the Qdrant backend returns the same: `tests/generator/test_retrieval_congruence.py`), top 24 "
         "known products per keyword; keyword candidates are only keywords that retrieve a known product.",
         *specific,
     ]

@@ -1,6 +1,6 @@
 """Keywords -> products, behind one protocol (``Retriever``) with two backends: Qdrant (``KeywordRetriever``, what
 serving runs) and exact cosine in memory (``ExactRetriever``, what the offline evaluation runs, with a universe of
-known products). ``tests/integration/test_retrieval_congruence.py`` shows both return the same on one catalog.
+known products). ``tests/generator/test_retrieval_congruence.py`` shows both return the same on one catalog.
 
 Qdrant: batched search per placement, cached per keyword.
 

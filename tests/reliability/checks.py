@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from streams.contracts.regen import RegenRequest
 from streams.runtime.settings import Settings
 from streams.runtime.topics import read_topic
-from tests.integration.test_session_worker import wait_for_changelog
+from tests.worker.test_app import wait_for_changelog
 
 Expected = dict[bytes, dict[str, object]]
 

@@ -19,7 +19,7 @@ from streams.runtime.kafka_config import aiokafka_options
 from streams.runtime.settings import Settings
 from streams.runtime.topics import ensure_topics, read_topic
 from tests.conftest import REES46, WorkerProcess
-from tests.integration.test_session_worker import reference, wait_for_changelog
+from tests.worker.test_app import reference, wait_for_changelog
 
 pytestmark = pytest.mark.kafka
 

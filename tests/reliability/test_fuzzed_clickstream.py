@@ -28,9 +28,9 @@ from streams.runtime.settings import Settings
 from streams.runtime.topics import ensure_topics, read_topic
 from streams.worker.watermark import plausible_time
 from tests.conftest import REES46, WorkerProcess
-from tests.integration.test_session_worker import reference, wait_for_changelog
 from tests.reliability.fuzz import KINDS, interleave
 from tests.reliability.test_bad_input import BIG, MAX_MESSAGE, create_clickstream_for_big_messages
+from tests.worker.test_app import reference, wait_for_changelog
 
 N_VALID = 2000
 N_BAD = 5000

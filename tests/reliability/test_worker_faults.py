@@ -17,8 +17,8 @@ from streams.datasets.readers import ReplayRecord, read_source
 from streams.devtools.replay import replay
 from streams.runtime.settings import Settings, StoreKind
 from tests.conftest import REES46, WorkerProcess
-from tests.integration.test_session_worker import reference
 from tests.reliability.checks import Figures, assert_no_request_version_lost, assert_sessions_equal, wait_for
+from tests.worker.test_app import reference
 
 pytestmark = pytest.mark.kafka
 

@@ -12,7 +12,7 @@ from streams.datasets.readers import read_source
 from streams.devtools.replay import replay
 from streams.runtime.settings import Settings, StoreKind
 from tests.conftest import REES46, WorkerProcess
-from tests.integration.test_session_worker import reference, wait_for_changelog
+from tests.worker.test_app import reference, wait_for_changelog
 
 pytestmark = pytest.mark.kafka
 

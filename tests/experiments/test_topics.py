@@ -14,7 +14,7 @@ from streams.experiments.readout import readout
 from streams.experiments.sources import load_inputs
 from streams.runtime.kafka_config import aiokafka_options
 from streams.runtime.settings import Settings
-from tests.integration.storefront_fixtures import publish, storefront
+from tests.api.storefront_fixtures import publish, storefront
 
 pytestmark = pytest.mark.kafka
 

@@ -20,10 +20,10 @@ from streams.devtools.replay import replay
 from streams.experiments.readout import readout
 from streams.experiments.sources import load_inputs
 from streams.runtime.settings import Settings
+from tests.api.storefront_fixtures import get
+from tests.api.test_app import wait_for
 from tests.conftest import REES46, WorkerProcess
-from tests.integration.storefront_fixtures import get
-from tests.integration.test_api import wait_for
-from tests.integration.test_generator import storefronts, wait_handled
+from tests.generator.test_app import storefronts, wait_handled
 
 pytestmark = pytest.mark.kafka
 

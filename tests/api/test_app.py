@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from streams.runtime.settings import Settings
+from tests.api.storefront_fixtures import get, publish, storefront
 from tests.conftest import WorkerProcess
-from tests.integration.storefront_fixtures import get, publish, storefront
 
 pytestmark = pytest.mark.kafka
 

@@ -18,8 +18,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 from streams.catalog.artifacts import Catalog
 from streams.catalog.products import Product
 from streams.runtime.settings import Settings
+from tests.api.storefront_fixtures import publish, storefront
 from tests.conftest import WorkerProcess
-from tests.integration.storefront_fixtures import publish, storefront
 
 pytestmark = pytest.mark.kafka
 
