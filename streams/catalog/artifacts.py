@@ -60,6 +60,7 @@ class Catalog:
         if self.keyword_vectors.shape[0] != len(self.keywords):
             raise CatalogError(f"{self.keyword_vectors.shape[0]} keyword vectors for {len(self.keywords)} keywords")
         self._by_id = {p.product_id: i for i, p in enumerate(self.products)}
+        self._by_keyword = {k.keyword: i for i, k in enumerate(self.keywords)}
 
     @property
     def product_ids(self) -> list[str]:
@@ -71,6 +72,9 @@ class Catalog:
 
     def product_index(self, product_id: str) -> int | None:
         return self._by_id.get(product_id)
+
+    def keyword_index(self, keyword: str) -> int | None:
+        return self._by_keyword.get(keyword)
 
     @classmethod
     def load(cls, catalog_dir: Path) -> Catalog:
