@@ -96,7 +96,15 @@ class CodecTable(faust.Table):
 
 
 def codec_table(app: faust.App, settings: Settings, name: str, codec: str, help: str) -> Any:
-    table = CodecTable(app, codec=codec, name=name, partitions=settings.topics.topic_partitions, help=help)
+    """A changelog-backed table; on RocksDB every partition's database gets the configured memory bounds.
+
+    ``options`` reach ``faust.stores.rocksdb.RocksDBOptions``; the store keeps (and pops keys from) the dict it is
+    given, so each table gets its own.
+    """
+    options = settings.worker.rocksdb_options() if settings.worker.store is StoreKind.ROCKSDB else None
+    table = CodecTable(
+        app, codec=codec, name=name, partitions=settings.topics.topic_partitions, help=help, options=options
+    )
     return app.tables.add(table)
 
 

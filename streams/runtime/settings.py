@@ -124,6 +124,33 @@ class WorkerSettings(_Section):
     producer_linger_s: float = Field(
         default=0.01, ge=0, description="Producer batching delay for changelog and requests."
     )
+    # RocksDB memory (store=rocksdb). Faust opens one database per table and partition, each with its own block
+    # cache and write buffers, and its defaults (2 GiB cache, 3 x 64 MiB buffers) exceed a pod's limit many times.
+    rocksdb_block_cache_bytes: int = Field(
+        default=16 * 1024**2, ge=1024**2, description="LRU block cache of one table's database for one partition."
+    )
+    rocksdb_write_buffer_bytes: int = Field(
+        default=8 * 1024**2, ge=1024**2, description="One memtable of one table's database for one partition."
+    )
+    rocksdb_write_buffers: int = Field(
+        default=2, ge=2, description="Memtables per database (one filling while another is flushed)."
+    )
+    rocksdb_max_open_files: int = Field(
+        default=256, ge=16, description="Open SST files per database (each holds its index and filter in memory)."
+    )
+
+    def rocksdb_options(self) -> dict[str, int]:
+        """The keyword arguments of Faust's ``RocksDBOptions``, passed to every table as ``options=``."""
+        return {
+            "block_cache_size": self.rocksdb_block_cache_bytes,
+            "write_buffer_size": self.rocksdb_write_buffer_bytes,
+            "max_write_buffer_number": self.rocksdb_write_buffers,
+            "max_open_files": self.rocksdb_max_open_files,
+        }
+
+    def rocksdb_bytes_per_database(self) -> int:
+        """What one database may hold in block cache and memtables (indexes and filters of open files aside)."""
+        return self.rocksdb_block_cache_bytes + self.rocksdb_write_buffer_bytes * self.rocksdb_write_buffers
 
 
 class GeneratorSettings(_Section):

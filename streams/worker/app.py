@@ -22,7 +22,7 @@ from streams.runtime import metrics
 from streams.runtime.dlq import DeadLetters, Rejected
 from streams.runtime.faust_app import AgentHealth, codec_table, faust_app
 from streams.runtime.process import prepare_process
-from streams.runtime.settings import Settings
+from streams.runtime.settings import Settings, StoreKind
 from streams.runtime.web import add_endpoints
 from streams.worker.codecs import PRODUCT_SIGNAL_CODEC, SESSION_STATE_CODEC
 from streams.worker.intent import load_intent_space
@@ -35,6 +35,17 @@ from streams.worker.watermark import Watermark, plausible_time
 log = logging.getLogger(__name__)
 
 _STATE_SIZE_SAMPLE = 256
+SESSIONS_TABLE = "sessions"
+RANKER_TABLE = "ranker"
+TABLES = (SESSIONS_TABLE, RANKER_TABLE)
+
+
+def rocksdb_memory_bound(settings: Settings) -> int:
+    """The most block cache and memtable memory one worker can hold: every table's database for every partition.
+
+    A worker never holds more databases than that: a partition is active or standby on it, not both.
+    """
+    return len(TABLES) * settings.topics.topic_partitions * settings.worker.rocksdb_bytes_per_database()
 
 
 def _now_ms() -> int:
@@ -198,7 +209,7 @@ def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
         partitions=settings.topics.topic_partitions,
     )
     ranker_table = codec_table(
-        app, settings, "ranker", PRODUCT_SIGNAL_CODEC, "Popularity and co-visitation by partition/product."
+        app, settings, RANKER_TABLE, PRODUCT_SIGNAL_CODEC, "Popularity and co-visitation by partition/product."
     )
     worker = SessionWorker(
         app=app,
@@ -211,7 +222,7 @@ def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
         table=codec_table(
             app,
             settings,
-            "sessions",
+            SESSIONS_TABLE,
             SESSION_STATE_CODEC,
             "Session state by session id, co-partitioned with the clickstream.",
         ),
@@ -267,4 +278,6 @@ def run_worker(settings: Settings) -> None:
     """Prepare the process, then run the Faust worker until it is stopped."""
     prepare_process(settings)
     app, _ = create_app(settings)
+    if settings.worker.store is StoreKind.ROCKSDB:
+        log.info("rocksdb memory bound", extra={"bytes": rocksdb_memory_bound(settings)})
     faust.Worker(app, loglevel=settings.operations.log_level, quiet=True).execute_from_commandline()

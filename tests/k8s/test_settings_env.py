@@ -18,6 +18,7 @@ from pydantic import AliasChoices, AliasPath
 
 from models.providers import ort, resolve_providers
 from streams.runtime.settings import FIELDS, Settings
+from streams.worker.app import rocksdb_memory_bound
 
 REPO = Path(__file__).resolve().parents[2]
 Manifest = dict[str, Any]
@@ -27,6 +28,8 @@ KAFKA_SERVERS = "KAFKA_BOOTSTRAP_SERVERS"
 SECRET_PLACEHOLDER = "from-a-secret"
 # Subcommands that connect to Kafka (``vitrine catalog`` talks to Qdrant only).
 KAFKA_COMMANDS = {"worker", "generator", "topics"}
+# What the worker process itself may take besides RocksDB (the soak run's peak RSS is well below: BENCHMARKS.md).
+PYTHON_RESERVE_BYTES = 384 * 1024**2
 
 
 def settings_env_names() -> dict[str, str]:
@@ -138,6 +141,25 @@ def test_session_worker_env_parses_and_agrees_with_the_pod(
     scaled = get(docs, "ScaledObject", "vitrine-worker")["spec"]
     assert scaled["maxReplicaCount"] <= settings.topics.topic_partitions
     assert settings.connection.kafka_sasl_password is not None and settings.connection.kafka_sasl_username
+
+
+def test_session_worker_rocksdb_fits_the_memory_limit(
+    docs: list[Manifest], get: Get, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every table's database for every partition, plus the Python process, under the pod's limit with headroom."""
+    worker = _worker(docs, get)
+    settings = _settings_from(container_env(worker, docs), monkeypatch)
+    limit = _bytes(worker["resources"]["limits"]["memory"])
+    used = rocksdb_memory_bound(settings) + PYTHON_RESERVE_BYTES
+    assert used <= limit * 0.75, (
+        f"RocksDB {rocksdb_memory_bound(settings):,} + Python {PYTHON_RESERVE_BYTES:,} > 75% of {limit:,}"
+    )
+
+
+def _bytes(quantity: str) -> int:
+    """A Kubernetes memory quantity (``1Gi``, ``512Mi``) in bytes."""
+    units = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+    return int(quantity[:-2]) * units[quantity[-2:]] if quantity[-2:] in units else int(quantity)
 
 
 @pytest.mark.parametrize(("kind", "name"), [("Deployment", "vitrine-generator"), ("Job", "vitrine-setup")])

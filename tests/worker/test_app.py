@@ -24,6 +24,7 @@ from streams.worker.sessions import SessionTracker
 from streams.worker.state import SessionState
 from streams.worker.trigger import TriggerPolicy
 from tests.conftest import REES46, WorkerProcess
+from tests.worker.test_rocksdb_options import options_file
 
 pytestmark = pytest.mark.kafka
 
@@ -258,7 +259,12 @@ def test_rocksdb_store_survives_a_restart_on_the_same_volume(
     settings_factory: Callable[..., Settings], worker_factory: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
     """The production store: state on disk, restart on the same data dir (a StatefulSet pod's volume)."""
-    settings = settings_factory(store=StoreKind.ROCKSDB)
+    settings = settings_factory(
+        store=StoreKind.ROCKSDB,
+        rocksdb_write_buffer_bytes=3 * 1024**2,
+        rocksdb_write_buffers=3,
+        rocksdb_max_open_files=99,
+    )
     records = read_source(REES46, limit=6000).records
     volume = tmp_path / "volume"
     first = worker_factory(settings, volume)
@@ -268,6 +274,16 @@ def test_rocksdb_store_survives_a_restart_on_the_same_volume(
     wait_for_changelog(settings, reference(records[:3000], settings))
     assert first.stop() == 0
     assert any(volume.rglob("*.sst")) or any(volume.rglob("CURRENT")), "RocksDB wrote nothing to the volume"
+    # The worker process opened every partition of both tables with the configured memory bounds.
+    databases = sorted(volume.rglob("*.db"))
+    assert {db.name.split("-")[-2] for db in databases} >= {"sessions", "ranker"}, databases
+    for db in databases:
+        opts = options_file(db)
+        assert (opts["write_buffer_size"], opts["max_write_buffer_number"], opts["max_open_files"]) == (
+            str(3 * 1024**2),
+            "3",
+            "99",
+        ), db
 
     second = worker_factory(settings, volume)
     second.wait_ready()
