@@ -3,12 +3,13 @@
     python -m benchmarks.session_worker --repeat 12 --runs 3
 
 Loads the REES46 log ``--repeat`` times (distinct session ids per pass, >= 200k events) into a
-fresh topic once, then alternates three consumers, each reading the whole topic from the start with
+fresh topic once, then alternates four consumers, each reading the whole topic from the start with
 a new consumer group: the raw aiokafka passthrough (consume every message, produce it to another
 topic, flush), a Faust agent that only forwards (the framework's floor), and the real
 ``vitrine worker`` process (Faust agent, sessions table with changelog, regeneration requests).
 The worker's rate is read from its own /metrics counter, from the first poll that saw progress
-to the poll that saw every event.
+to the poll that saw every event. The worker runs twice per round: with the fast delivery path
+(``streams/runtime/faust_fastpath.py``, the default) and with Faust's own (``fast_delivery=False``).
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def worker_run(bootstrap: str, topic: str, n: int, workdir: Path) -> Run:
+def worker_run(bootstrap: str, topic: str, n: int, workdir: Path, *, fast_delivery: bool = True) -> Run:
     port = free_port()
     settings = Settings(
         kafka_bootstrap_servers=bootstrap,
@@ -108,6 +109,7 @@ def worker_run(bootstrap: str, topic: str, n: int, workdir: Path) -> Run:
         web_port=port,
         data_dir=workdir / uuid.uuid4().hex[:8],
         log_level="WARNING",
+        fast_delivery=fast_delivery,
     )
     proc = start_worker(settings, workdir / "worker.log")
     endpoint = WorkerEndpoint(port, proc)
@@ -123,7 +125,8 @@ def worker_run(bootstrap: str, topic: str, n: int, workdir: Path) -> Run:
                 first = (now, done)
             if done >= n and first is not None:
                 state = endpoint.metric("vitrine_session_state_bytes")
-                return Run("worker", int(n - first[1]), now - first[0], _peak_rss_mb(proc.pid), state)
+                kind = "worker" if fast_delivery else "worker-faust-delivery"
+                return Run(kind, int(n - first[1]), now - first[0], _peak_rss_mb(proc.pid), state)
         raise TimeoutError("worker did not finish")
     finally:
         proc.terminate()
@@ -198,16 +201,19 @@ def main() -> None:
             runs.append(asyncio.run(passthrough(bootstrap, topic, n, args.partitions)))
             runs.append(faust_floor_run(bootstrap, topic, n, args.partitions, workdir))
             runs.append(worker_run(bootstrap, topic, n, workdir))
-            print(f"run {i + 1}: " + "  ".join(f"{r.kind} {r.rate:,.0f} ev/s" for r in runs[-3:]), flush=True)
+            runs.append(worker_run(bootstrap, topic, n, workdir, fast_delivery=False))
+            print(f"run {i + 1}: " + "  ".join(f"{r.kind} {r.rate:,.0f} ev/s" for r in runs[-4:]), flush=True)
 
     pt = statistics.median(r.rate for r in runs if r.kind == "passthrough")
     wk = [r for r in runs if r.kind == "worker"]
     wr = statistics.median(r.rate for r in wk)
     ff = statistics.median(r.rate for r in runs if r.kind == "faust-forward")
+    wf = statistics.median(r.rate for r in runs if r.kind == "worker-faust-delivery")
     print(f"\nevents: {n:,}; runs: {args.runs}; medians")
     print(f"raw aiokafka passthrough   {pt:>8,.0f} events/s  (baseline)")
     print(f"faust forward-only agent   {ff:>8,.0f} events/s  (ratio {ff / pt:.2f})")
     print(f"vitrine session worker     {wr:>8,.0f} events/s  (ratio {wr / pt:.2f}, {wr / ff:.2f} of faust forward)")
+    print(f"  same, Faust's delivery   {wf:>8,.0f} events/s  (ratio {wf / pt:.2f}; VITRINE_FAST_DELIVERY=false)")
     print(
         f"worker peak RSS median {statistics.median(r.peak_rss_mb for r in wk):.0f} MB; "
         f"mean state {statistics.median(r.state_bytes for r in wk):.0f} bytes/session"

@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,12 +111,15 @@ def main() -> None:
         stop = threading.Event()
 
         def sample(start: float) -> None:
+            events, sessions = 0, 0
             while not stop.wait(args.sample_s):
+                with suppress(OSError):  # /metrics slow to answer on a loaded machine: RSS is what counts
+                    events, sessions = int(endpoint.processed()), int(endpoint.metric("vitrine_sessions"))
                 s = Sample(
                     time.monotonic() - start,
                     proc_status(proc.pid, "VmRSS"),
-                    int(endpoint.processed()),
-                    int(endpoint.metric("vitrine_sessions")),
+                    events,
+                    sessions,
                     du_mib(settings.worker.data_dir),
                 )
                 samples.append(s)
@@ -133,7 +136,11 @@ def main() -> None:
             sampler.start()
             sent, r = 0, 0
             while time.monotonic() - start < args.minutes * 60:
-                if endpoint.processed() >= sent - len(base):
+                try:
+                    caught_up = endpoint.processed() >= sent - len(base)
+                except OSError:
+                    caught_up = False
+                if caught_up:
                     asyncio.run(replay(relabel(base, r, span_ms), settings, progress=False))
                     sent += len(base)
                     r += 1

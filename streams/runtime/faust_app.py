@@ -13,7 +13,7 @@ import faust
 from faust.streams import _current_event
 from faust.types import EventT
 
-from streams.runtime import metrics
+from streams.runtime import faust_fastpath, metrics
 from streams.runtime.kafka_config import faust_credentials
 from streams.runtime.settings import Settings, StoreKind
 
@@ -110,6 +110,8 @@ def codec_table(app: faust.App, settings: Settings, name: str, codec: str, help:
 
 def faust_app(settings: Settings, *, app_id: str, stream_wait_empty: bool = True) -> faust.App:
     """At-least-once, agent concurrency 1 everywhere (DESIGN.md: Faust's exactly-once has data-loss reports)."""
+    if settings.worker.fast_delivery:
+        faust_fastpath.install()
     return faust.App(
         app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.connection.kafka_bootstrap_servers.split(",")],

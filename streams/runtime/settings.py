@@ -124,6 +124,11 @@ class WorkerSettings(_Section):
     producer_linger_s: float = Field(
         default=0.01, ge=0, description="Producer batching delay for changelog and requests."
     )
+    fast_delivery: bool = Field(
+        default=True,
+        description="Hand fetched messages to Faust's conductor without four tasks each unless delivery blocks "
+        "(streams/runtime/faust_fastpath.py); false: Faust's own path.",
+    )
     # RocksDB memory (store=rocksdb). Faust opens one database per table and partition, each with its own block
     # cache and write buffers, and its defaults (2 GiB cache, 3 x 64 MiB buffers) exceed a pod's limit many times.
     rocksdb_block_cache_bytes: int = Field(
