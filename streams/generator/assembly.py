@@ -4,21 +4,40 @@ Placements are filled in page order and no product appears on two placements of 
 whose plan was rejected, or a page whose retrieval failed, is filled by the traditional strategy for
 that placement kind: the same strategies are the control arm, so a failure degrades a page to what
 the control arm shows, never to nothing.
+
+Coherence (``streams.generator.coherence``): every item honours its theme's scope (categories, brand, price
+bound), whatever signal proposed it; two items of one title and price never share a page; a kind's diversity
+floor (``VITRINE_DIVERSITY_FLOOR``) holds where the candidates allow. A theme whose scope the candidates cannot
+fill completely is not shown: the placement falls back to its control theme, so no placement is empty or
+promises what it does not show. The finished page is checked and what broke is counted
+(``vitrine_coherence_violations_total``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, zip_longest
 
-from models.context import PLACEMENTS, PlacementKind
+from models.context import PLACEMENTS, PlacementKind, ProductFacts, ProductLookup
 from streams.contracts.regen import RankerCandidates, RegenRequest
-from streams.contracts.storefront import Arm, Item, ItemSource, Latency, Placement, Quality, StorefrontUpdate
-from streams.generator.fusion import Facts, Fused, FusionWeights, fuse
+from streams.contracts.storefront import (
+    Arm,
+    Item,
+    ItemSource,
+    Latency,
+    Placement,
+    Quality,
+    Scope,
+    StorefrontUpdate,
+)
+from streams.generator import coherence
+from streams.generator.fusion import Fused, FusionWeights, fuse
 from streams.generator.retrieval import RetrievalError, Retriever
+from streams.runtime import metrics
+from streams.runtime.settings import DEFAULT_DIVERSITY_FLOOR
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +75,7 @@ class PlacementPlan:
     theme: str
     keywords: list[str]
     quality: Quality = field(default_factory=lambda: Quality(ok=True))
+    scope: Scope = field(default_factory=Scope)  # what the theme promises (``models.themes.ThemeReader``)
 
 
 def traditional_signals(kind: PlacementKind, ranker: RankerCandidates) -> dict[ItemSource, list[str]]:
@@ -72,24 +92,23 @@ def traditional_signals(kind: PlacementKind, ranker: RankerCandidates) -> dict[I
     }
 
 
-def _top_up(chosen: list[Fused], ranker: RankerCandidates, n: int, taken: set[str]) -> list[Fused]:
-    """Fills a placement its own signals could not: from the categories (the latest product's first), then
-    popular products, then co-visited ones (popularity weighs 0 in some kinds, and early in a stream the lists
-    are short)."""
-    have = taken | {f.product_id for f in chosen}
-    pool = chain(
-        ((p, ItemSource.CATEGORY) for p, _ in chain.from_iterable(ranker.by_category.values())),
-        ((p, ItemSource.POPULARITY) for p, _ in ranker.popular),
-        ((p, ItemSource.COVISITATION) for p, _ in ranker.covisited),
-    )
-    extra: list[Fused] = []
-    for product, source in pool:
-        if len(chosen) + len(extra) >= n:
-            break
-        if product not in have:
-            have.add(product)
-            extra.append(Fused(product, 0.0, source))
-    return extra
+def _top_up(ranker: RankerCandidates) -> Iterator[Fused]:
+    """What fills a placement its own signals could not: the categories (the latest product's first), then popular
+    products, then co-visited ones (popularity weighs 0 in some kinds, and early in a stream the lists are short)."""
+    for product, _ in chain.from_iterable(ranker.by_category.values()):
+        yield Fused(product, 0.0, ItemSource.CATEGORY)
+    for product, _ in ranker.popular:
+        yield Fused(product, 0.0, ItemSource.POPULARITY)
+    for product, _ in ranker.covisited:
+        yield Fused(product, 0.0, ItemSource.COVISITATION)
+
+
+@dataclass(slots=True)
+class _Page:
+    """What placements filled so far hold: products and near-duplicate keys, never shown twice on a page."""
+
+    taken: set[str]
+    keys: set[tuple[str, float]] = field(default_factory=set)
 
 
 class StorefrontAssembler:
@@ -97,18 +116,28 @@ class StorefrontAssembler:
         self,
         *,
         retriever: Retriever | None,
-        facts: Facts,
+        products: ProductLookup,
         items_per_placement: int = 6,
         weights: dict[PlacementKind, FusionWeights] | None = None,
         unavailable: set[str] | None = None,
+        diversity_floor: Mapping[str, int] | None = None,
     ) -> None:
+        """``products``: the catalog's facts (category, brand, price, title) of a product, None when unknown."""
         self.retriever = retriever
-        self.facts = facts
+        self.products = products
         # Out-of-stock products, kept off every placement whatever signal proposes them; the retriever's
         # stock overlay when there is one (one set, updated from the catalog-updates topic).
         self.unavailable = unavailable if unavailable is not None else (retriever.out_of_stock if retriever else set())
         self.items_per_placement = items_per_placement
         self.weights = weights or DEFAULT_WEIGHTS
+        self.diversity_floor: Mapping[str, int] = dict(
+            DEFAULT_DIVERSITY_FLOOR if diversity_floor is None else diversity_floor
+        )
+
+    def facts(self, product_id: str) -> tuple[str | None, str | None]:
+        """(category, brand): what fusion's diversity step compares."""
+        product = self.products(product_id)
+        return (product.category, product.brand) if product is not None else (None, None)
 
     def assemble(
         self,
@@ -145,7 +174,7 @@ class StorefrontAssembler:
             reasons.append("retrieval: no vector store configured")
 
         t1 = time.perf_counter()
-        used: set[str] = set()
+        page = _Page(taken=set(hidden))
         placements: list[Placement] = []
         for kind in PLACEMENTS:
             plan = plan_of.get(kind)
@@ -156,11 +185,15 @@ class StorefrontAssembler:
                 quality = Quality(ok=False, reasons=[*quality.reasons, "few_products"])
             if generated:
                 ranked[ItemSource.RETRIEVAL] = hits[kind]
-            chosen = fuse(
-                ranked, self.weights[kind], n=self.items_per_placement, facts=self.facts, exclude=used | hidden
-            )
-            chosen += _top_up(chosen, request.ranker, self.items_per_placement, used | hidden)
-            used.update(f.product_id for f in chosen)
+            scope = plan.scope if plan is not None and generated else Scope()
+            chosen = self._fill(kind, ranked, request.ranker, scope, page)
+            if generated and len(chosen) < self.items_per_placement:
+                # The candidates cannot honour the theme in full: the control theme, which promises nothing.
+                generated, scope = False, Scope()
+                quality = Quality(ok=False, reasons=[*quality.reasons, "theme_unfilled"])
+                chosen = self._fill(kind, ranked, request.ranker, scope, page)
+            page.taken.update(f.product_id for f in chosen)
+            page.keys.update(k for k in (coherence.duplicate_key(self.products(f.product_id)) for f in chosen) if k)
             placements.append(
                 Placement(
                     kind=kind.value,
@@ -169,12 +202,13 @@ class StorefrontAssembler:
                     items=[Item(product_id=f.product_id, score=f.score, source=f.source) for f in chosen],
                     quality=quality,
                     fallback=arm is not Arm.CONTROL and not generated,
+                    scope=scope,
                 )
             )
         fusion_ms = (time.perf_counter() - t1) * 1000
         now_ms = int(time.time() * 1000)
         total_ms = generation_ms + (time.perf_counter() - started) * 1000
-        return StorefrontUpdate(
+        update = StorefrontUpdate(
             session_id=request.session_id,
             user_id=request.user_id,
             version=request.version,
@@ -195,3 +229,62 @@ class StorefrontAssembler:
                 request_to_publish=float(max(0, now_ms - request.requested_at_ms)) if request.requested_at_ms else 0.0,
             ),
         )
+        for rule, n in coherence.violations(update, self.products, self.diversity_floor).items():
+            metrics.COHERENCE_VIOLATIONS.labels(rule=rule.value).inc(n)
+        return update
+
+    def _fill(
+        self,
+        kind: PlacementKind,
+        ranked: dict[ItemSource, list[str]],
+        ranker: RankerCandidates,
+        scope: Scope,
+        page: _Page,
+    ) -> list[Fused]:
+        """Up to ``items_per_placement`` products in the scope: the fused signals, then the ranker lists (top-up);
+        no product or near-duplicate already on the page, the kind's diversity floor kept where it can be."""
+        admitted = {
+            source: [p for p in products if p not in page.taken and coherence.admits(scope, self.products(p))]
+            for source, products in ranked.items()
+        }
+        fused = fuse(admitted, self.weights[kind], n=sum(map(len, admitted.values())), facts=self.facts)
+        top_up = (f for f in _top_up(ranker) if coherence.admits(scope, self.products(f.product_id)))
+        floor = self.diversity_floor.get(kind.value, 1) if coherence.floor_applies(scope) else 1
+        return _select(chain(fused, top_up), self.items_per_placement, floor, scope, self.products, page)
+
+
+def _select(
+    candidates: Iterator[Fused], n: int, floor: int, scope: Scope, products: ProductLookup, page: _Page
+) -> list[Fused]:
+    """The first ``n`` candidates not on the page and no near-duplicate of a chosen item, passing over one that
+    adds no new group while the floor still needs every remaining slot (kept for the end, if nothing better)."""
+    chosen: list[Fused] = []
+    keys: set[tuple[str, float]] = set()
+    groups: set[str | None] = set()
+    passed: list[tuple[Fused, ProductFacts | None]] = []
+    seen: set[str] = set()
+    for candidate in candidates:
+        if len(chosen) == n:
+            break
+        if candidate.product_id in page.taken or candidate.product_id in seen:
+            continue
+        seen.add(candidate.product_id)
+        product = products(candidate.product_id)
+        key = coherence.duplicate_key(product)
+        if key is not None and (key in page.keys or key in keys):
+            continue
+        g = coherence.group(scope, product)
+        if g in groups and floor - len(groups) >= n - len(chosen):
+            passed.append((candidate, product))
+            continue
+        chosen.append(candidate)
+        groups.add(g)
+        if key is not None:
+            keys.add(key)
+    for candidate, product in passed:
+        key = coherence.duplicate_key(product)
+        if len(chosen) < n and (key is None or key not in keys):
+            chosen.append(candidate)
+            if key is not None:
+                keys.add(key)
+    return chosen

@@ -24,6 +24,7 @@ from models.quality import QualityFilter
 from models.student import ModelLoadError, Student
 from models.teacher import Teacher, TeacherInput
 from models.teacher_catalog import CatalogTeacher
+from models.themes import ThemeReader
 from streams.catalog.artifacts import Catalog
 from streams.contracts.regen import RegenRequest, SessionContext
 from streams.contracts.storefront import Arm, Quality
@@ -78,6 +79,7 @@ class CascadePlanner:
         self.embed = embed
         self.keyword_known = keyword_known
         self.index = CandidateIndex(catalog.keywords, catalog.keyword_vectors)
+        self.themes = ThemeReader(p.category for p in catalog.products if p.category)
         self.arm = arm
         self.version = version
 
@@ -115,9 +117,13 @@ class CascadePlanner:
         for r in range(len(contexts)):
             page = slice(r * n, (r + 1) * n)
             verdicts = self._verdicts(inputs[page], themes[page], keywords[page], candidates[page])
+            # The brands a writer saw: the context's items and the session's affinities.
+            brands = [i.brand for i in inputs[page][0].facts.items if i.brand] + contexts[r].brands
             pages.append(
                 [
-                    PlacementPlan(kind=kind, theme=theme, keywords=kws, quality=verdict)
+                    PlacementPlan(
+                        kind=kind, theme=theme, keywords=kws, quality=verdict, scope=self.themes.scope(theme, brands)
+                    )
                     for kind, theme, kws, verdict in zip(
                         PLACEMENTS, themes[page], keywords[page], verdicts, strict=True
                     )

@@ -113,7 +113,7 @@ def test_unreachable_qdrant_degrades_to_the_traditional_page(
     retriever = KeywordRetriever(
         client=dead, collection="vitrine-products", keyword_vectors=parts.retriever.keyword_vectors
     )
-    assembler = StorefrontAssembler(retriever=retriever, facts=parts.assembler.facts)
+    assembler = StorefrontAssembler(retriever=retriever, products=parts.assembler.products)
     request = next(r for r in requests if r.ranker.covisited)
     update = assembler.assemble(request, arm=Arm.TEACHER, plans=_plan(["samsung smartphone", "smartphone"]))
     assert update.degraded
