@@ -40,6 +40,7 @@ from streams.generator.fusion import FusionWeights
 from streams.generator.pipeline import PagePlan
 from streams.generator.planners import CANDIDATES, CascadePlanner, StudentWriter
 from streams.generator.retrieval import ExactRetriever
+from streams.runtime.settings import ShelfName
 from streams.worker.sessions import session_context
 from streams.worker.state import RECENT_ITEMS
 
@@ -187,7 +188,9 @@ class Planning:
                 self.stats.reasons.update(r for p in plan.placements for r in p.quality.reasons)
         return self._planned
 
-    def assembler(self, weights: Weights, diversity_floor: Mapping[str, int] | None = None) -> StorefrontAssembler:
+    def assembler(
+        self, weights: Weights, diversity_floor: Mapping[ShelfName, int] | None = None
+    ) -> StorefrontAssembler:
         """``diversity_floor``: None, the serving default (``VITRINE_DIVERSITY_FLOOR``'s)."""
         return StorefrontAssembler(
             retriever=self.retriever,

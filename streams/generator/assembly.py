@@ -37,7 +37,7 @@ from streams.generator import coherence
 from streams.generator.fusion import Fused, FusionWeights, fuse
 from streams.generator.retrieval import RetrievalError, Retriever
 from streams.runtime import metrics
-from streams.runtime.settings import DEFAULT_DIVERSITY_FLOOR
+from streams.runtime.settings import DEFAULT_DIVERSITY_FLOOR, ShelfName
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class StorefrontAssembler:
         items_per_placement: int = 6,
         weights: dict[PlacementKind, FusionWeights] | None = None,
         unavailable: set[str] | None = None,
-        diversity_floor: Mapping[str, int] | None = None,
+        diversity_floor: Mapping[ShelfName, int] | None = None,
     ) -> None:
         """``products``: the catalog's facts (category, brand, price, title) of a product, None when unknown."""
         self.retriever = retriever
@@ -130,9 +130,8 @@ class StorefrontAssembler:
         self.unavailable = unavailable if unavailable is not None else (retriever.out_of_stock if retriever else set())
         self.items_per_placement = items_per_placement
         self.weights = weights or DEFAULT_WEIGHTS
-        self.diversity_floor: Mapping[str, int] = dict(
-            DEFAULT_DIVERSITY_FLOOR if diversity_floor is None else diversity_floor
-        )
+        floor = DEFAULT_DIVERSITY_FLOOR if diversity_floor is None else diversity_floor
+        self.diversity_floor: dict[str, int] = {str(kind): n for kind, n in floor.items()}
 
     def facts(self, product_id: str) -> tuple[str | None, str | None]:
         """(category, brand): what fusion's diversity step compares."""
