@@ -26,6 +26,8 @@ class ItemSource(StrEnum):
     COVISITATION = "covisitation"
     CATEGORY = "category"
     POPULARITY = "popularity"
+    RECENTLY_VIEWED = "recently_viewed"  # the session's own viewed or carted products (continue shopping)
+    PURCHASE_HISTORY = "purchase_history"  # the context's own purchases (buy again)
 
 
 class Arm(StrEnum):

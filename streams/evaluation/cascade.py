@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.context import PLACEMENTS, ContextFacts, PlacementKind
+from models.context import ContextFacts, PlacementKind
 from models.embedder import Embed
 from models.quality import QualityFilter
 from models.student import Student
@@ -37,6 +37,7 @@ from streams.evaluation.strategies import OwnHistory, Placement, Strategy
 from streams.generator import coherence
 from streams.generator.assembly import DEFAULT_WEIGHTS, StorefrontAssembler
 from streams.generator.fusion import FusionWeights
+from streams.generator.layout import PAGE_PLACEMENTS
 from streams.generator.pipeline import PagePlan
 from streams.generator.planners import CANDIDATES, CascadePlanner, StudentWriter
 from streams.generator.retrieval import ExactRetriever
@@ -44,7 +45,7 @@ from streams.runtime.settings import ShelfName
 from streams.worker.sessions import session_context
 from streams.worker.state import RECENT_ITEMS
 
-PER_PLACEMENT = 3  # 4 placements x 3 = the page of k = 12 every strategy is scored on
+PER_PLACEMENT = 3  # 4 placements x 3 = the page of k = 12 every strategy is scored on (own shelves may span more)
 REPLAY_REASON = "replay"
 
 Weights = Mapping[PlacementKind, FusionWeights]
@@ -218,7 +219,8 @@ def page_products(
 
 
 class Cascade(Strategy):
-    """The generator's page: ``len(PLACEMENTS)`` placements of ``PER_PLACEMENT`` products, in page order."""
+    """The generator's page: ``PAGE_PLACEMENTS`` placements of ``PER_PLACEMENT`` products (own shelves may span
+    more), in page order."""
 
     def __init__(
         self,
@@ -350,7 +352,8 @@ class CascadeSetup:
             embed=self.embed,
         )
         pages = (
-            f"the generator's page ({len(PLACEMENTS)} placements x {PER_PLACEMENT} products, StorefrontAssembler) for "
+            f"the generator's page ({PAGE_PLACEMENTS} placements x {PER_PLACEMENT} products, StorefrontAssembler, the "
+            "layout page_layout chooses: own shelves first, generated placements after) for "
             f"the request the worker would send now (its session state: last {RECENT_ITEMS} events, affinities; its "
             "ranker lists), planned by CascadePlanner, keywords retrieved by exact cosine among known products, "
             "fused with streams.generator.assembly.DEFAULT_WEIGHTS unless stated"

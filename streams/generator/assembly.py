@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, zip_longest
 
-from models.context import PLACEMENTS, PlacementKind, ProductFacts, ProductLookup
+from models.context import PlacementKind, ProductFacts, ProductLookup
 from streams.contracts.regen import RankerCandidates, RegenRequest
 from streams.contracts.storefront import (
     Arm,
@@ -35,6 +35,7 @@ from streams.contracts.storefront import (
 )
 from streams.generator import coherence
 from streams.generator.fusion import Fused, FusionWeights, fuse
+from streams.generator.layout import OWN_SPAN, OWN_THEMES, OwnShelf, bought, own_products, page_layout
 from streams.generator.retrieval import RetrievalError, Retriever
 from streams.runtime import metrics
 from streams.runtime.settings import DEFAULT_DIVERSITY_FLOOR, ShelfName
@@ -63,7 +64,8 @@ CONTROL_THEMES: dict[PlacementKind, str] = {
     PlacementKind.EXPLORE: "Explore more",
     PlacementKind.DEALS: "Popular right now",
 }
-BOUGHT_EVENTS = frozenset({"cart", "purchase"})
+# An own shelf without the shopper's own products (all hidden or out of stock) promises nothing of them.
+OWN_FALLBACK_THEME = "Recommended for you"
 MIN_RETRIEVED = 3  # a plan whose keywords find fewer products than this is not worth a placement
 
 
@@ -105,10 +107,16 @@ def _top_up(ranker: RankerCandidates) -> Iterator[Fused]:
 
 @dataclass(slots=True)
 class _Page:
-    """What placements filled so far hold: products and near-duplicate keys, never shown twice on a page."""
+    """What placements filled so far hold (products, near-duplicate keys: never shown twice on a page), with what
+    no placement shows (``taken`` starts with the hidden and unavailable products) and what only buy-again shows."""
 
     taken: set[str]
+    bought: set[str]
     keys: set[tuple[str, float]] = field(default_factory=set)
+
+    def add(self, chosen: Sequence[Fused], products: ProductLookup) -> None:
+        self.taken.update(f.product_id for f in chosen)
+        self.keys.update(k for k in (coherence.duplicate_key(products(f.product_id)) for f in chosen) if k)
 
 
 class StorefrontAssembler:
@@ -154,8 +162,7 @@ class StorefrontAssembler:
         started = time.perf_counter()
         reasons = list(degraded_reasons)
         ctx = request.context
-        bought = {item.product_id for item in ctx.recent if item.event_type in BOUGHT_EVENTS}
-        hidden = bought | self.unavailable | hide
+        hidden = bought(ctx) | self.unavailable | hide
         plan_of = {p.kind: p for p in plans or ()}
         usable = [p for p in plans or () if p.quality.ok and p.keywords]
         hits: dict[PlacementKind, list[str]] = {}
@@ -173,37 +180,13 @@ class StorefrontAssembler:
             reasons.append("retrieval: no vector store configured")
 
         t1 = time.perf_counter()
-        page = _Page(taken=set(hidden))
+        page = _Page(taken=set(self.unavailable | hide), bought=bought(ctx))
         placements: list[Placement] = []
-        for kind in PLACEMENTS:
-            plan = plan_of.get(kind)
-            ranked = traditional_signals(kind, request.ranker)
-            quality = plan.quality if plan is not None else Quality(ok=True)
-            generated = kind in hits and len(hits[kind]) >= MIN_RETRIEVED
-            if kind in hits and not generated:
-                quality = Quality(ok=False, reasons=[*quality.reasons, "few_products"])
-            if generated:
-                ranked[ItemSource.RETRIEVAL] = hits[kind]
-            scope = plan.scope if plan is not None and generated else Scope()
-            chosen = self._fill(kind, ranked, request.ranker, scope, page)
-            if generated and len(chosen) < self.items_per_placement:
-                # The candidates cannot honour the theme in full: the control theme, which promises nothing.
-                generated, scope = False, Scope()
-                quality = Quality(ok=False, reasons=[*quality.reasons, "theme_unfilled"])
-                chosen = self._fill(kind, ranked, request.ranker, scope, page)
-            page.taken.update(f.product_id for f in chosen)
-            page.keys.update(k for k in (coherence.duplicate_key(self.products(f.product_id)) for f in chosen) if k)
-            placements.append(
-                Placement(
-                    kind=kind.value,
-                    theme=plan.theme if plan is not None and generated else CONTROL_THEMES[kind],
-                    keywords=plan.keywords if plan is not None and generated else [],
-                    items=[Item(product_id=f.product_id, score=f.score, source=f.source) for f in chosen],
-                    quality=quality,
-                    fallback=arm is not Arm.CONTROL and not generated,
-                    scope=scope,
-                )
-            )
+        for shelf in page_layout(ctx):
+            if isinstance(shelf, OwnShelf):
+                placements.append(self._own(shelf, request, page, arm))
+            else:
+                placements.append(self._themed(shelf, plan_of.get(shelf), hits, request.ranker, page, arm))
         fusion_ms = (time.perf_counter() - t1) * 1000
         now_ms = int(time.time() * 1000)
         total_ms = generation_ms + (time.perf_counter() - started) * 1000
@@ -232,6 +215,71 @@ class StorefrontAssembler:
             metrics.COHERENCE_VIOLATIONS.labels(rule=rule.value).inc(n)
         return update
 
+    def _themed(
+        self,
+        kind: PlacementKind,
+        plan: PlacementPlan | None,
+        hits: dict[PlacementKind, list[str]],
+        ranker: RankerCandidates,
+        page: _Page,
+        arm: Arm,
+    ) -> Placement:
+        """A generated placement: its plan's retrieval fused with the ranker lists, held to its theme's scope; the
+        control theme and the ranker lists when there is no usable plan or the scope cannot be filled."""
+        ranked = traditional_signals(kind, ranker)
+        quality = plan.quality if plan is not None else Quality(ok=True)
+        generated = kind in hits and len(hits[kind]) >= MIN_RETRIEVED
+        if kind in hits and not generated:
+            quality = Quality(ok=False, reasons=[*quality.reasons, "few_products"])
+        if generated:
+            ranked[ItemSource.RETRIEVAL] = hits[kind]
+        scope = plan.scope if plan is not None and generated else Scope()
+        blocked = page.taken | page.bought
+        chosen = self._fill(kind, ranked, ranker, scope, page, blocked, self.items_per_placement)
+        if generated and len(chosen) < self.items_per_placement:
+            # The candidates cannot honour the theme in full: the control theme, which promises nothing.
+            generated, scope = False, Scope()
+            quality = Quality(ok=False, reasons=[*quality.reasons, "theme_unfilled"])
+            chosen = self._fill(kind, ranked, ranker, scope, page, blocked, self.items_per_placement)
+        page.add(chosen, self.products)
+        return Placement(
+            kind=kind.value,
+            theme=plan.theme if plan is not None and generated else CONTROL_THEMES[kind],
+            keywords=plan.keywords if plan is not None and generated else [],
+            items=[Item(product_id=f.product_id, score=f.score, source=f.source) for f in chosen],
+            quality=quality,
+            fallback=arm is not Arm.CONTROL and not generated,
+            scope=scope,
+        )
+
+    def _own(self, shelf: OwnShelf, request: RegenRequest, page: _Page, arm: Arm) -> Placement:
+        """A shelf of the shopper's own products (up to ``OWN_SPAN`` placements' worth), topped up to one
+        placement's worth from the ranker lists as ``because_you_viewed`` fuses them."""
+        source = ItemSource.PURCHASE_HISTORY if shelf is OwnShelf.BUY_AGAIN else ItemSource.RECENTLY_VIEWED
+        blocked = page.taken  # the own products were chosen for this shelf (bought ones only on buy-again)
+        mine = (
+            Fused(p, round(1.0 / (1 + rank), 6), source) for rank, p in enumerate(own_products(shelf, request.context))
+        )
+        floor = self.diversity_floor.get(shelf.value, 1)
+        n = self.items_per_placement
+        chosen = _select(mine, OWN_SPAN[shelf] * n, floor, Scope(), self.products, page, blocked)
+        page.add(chosen, self.products)
+        if len(chosen) < n:
+            kind = PlacementKind.BECAUSE_YOU_VIEWED
+            fill = traditional_signals(kind, request.ranker)
+            extra = self._fill(kind, fill, request.ranker, Scope(), page, page.taken | page.bought, n - len(chosen))
+            page.add(extra, self.products)
+            chosen = [*chosen, *extra]
+        own = any(f.source is source for f in chosen)
+        return Placement(
+            kind=shelf.value,
+            theme=OWN_THEMES[shelf] if own else OWN_FALLBACK_THEME,
+            keywords=[],
+            items=[Item(product_id=f.product_id, score=f.score, source=f.source) for f in chosen],
+            quality=Quality(ok=True),
+            fallback=arm is not Arm.CONTROL and not own,
+        )
+
     def _fill(
         self,
         kind: PlacementKind,
@@ -239,21 +287,29 @@ class StorefrontAssembler:
         ranker: RankerCandidates,
         scope: Scope,
         page: _Page,
+        blocked: set[str],
+        n: int,
     ) -> list[Fused]:
-        """Up to ``items_per_placement`` products in the scope: the fused signals, then the ranker lists (top-up);
-        no product or near-duplicate already on the page, the kind's diversity floor kept where it can be."""
+        """Up to ``n`` products in the scope: the fused signals, then the ranker lists (top-up); nothing
+        ``blocked`` and no near-duplicate of what is on the page, the kind's diversity floor kept where it can be."""
         admitted = {
-            source: [p for p in products if p not in page.taken and coherence.admits(scope, self.products(p))]
+            source: [p for p in products if p not in blocked and coherence.admits(scope, self.products(p))]
             for source, products in ranked.items()
         }
         fused = fuse(admitted, self.weights[kind], n=sum(map(len, admitted.values())), facts=self.facts)
         top_up = (f for f in _top_up(ranker) if coherence.admits(scope, self.products(f.product_id)))
         floor = self.diversity_floor.get(kind.value, 1) if coherence.floor_applies(scope) else 1
-        return _select(chain(fused, top_up), self.items_per_placement, floor, scope, self.products, page)
+        return _select(chain(fused, top_up), n, floor, scope, self.products, page, blocked)
 
 
 def _select(
-    candidates: Iterator[Fused], n: int, floor: int, scope: Scope, products: ProductLookup, page: _Page
+    candidates: Iterator[Fused],
+    n: int,
+    floor: int,
+    scope: Scope,
+    products: ProductLookup,
+    page: _Page,
+    blocked: set[str],
 ) -> list[Fused]:
     """The first ``n`` candidates not on the page and no near-duplicate of a chosen item, passing over one that
     adds no new group while the floor still needs every remaining slot (kept for the end, if nothing better)."""
@@ -265,7 +321,7 @@ def _select(
     for candidate in candidates:
         if len(chosen) == n:
             break
-        if candidate.product_id in page.taken or candidate.product_id in seen:
+        if candidate.product_id in blocked or candidate.product_id in seen:
             continue
         seen.add(candidate.product_id)
         product = products(candidate.product_id)

@@ -25,6 +25,7 @@ TOP_CATEGORIES = 6
 TOP_BRANDS = 6
 TOP_PRICE_BANDS = 4
 MAX_CART_CATEGORIES = 8
+TOP_PURCHASED = 12  # a buy-again shelf's worth
 
 
 def to_half(v: Vector) -> bytes:
@@ -59,6 +60,7 @@ class SessionState:
     regen_offset: int = -1  # input offset of the event behind the current version, to re-send on redelivery
     last_reason: str | None = None
     drift_pending: bool = False
+    purchased: dict[str, float] = field(default_factory=dict)  # product -> decayed purchase count
 
     @property
     def n_events(self) -> int:
@@ -101,6 +103,7 @@ class SessionState:
                 self.last_reason,
                 self.drift_pending,
                 self.regen_offset,
+                self.purchased,
             ]
         )
         return b"".join((_HEAD.pack(FORMAT_VERSION, len(body)), body, self.intent_half, self.regen_intent_half))
@@ -132,6 +135,7 @@ class SessionState:
             last_reason=fields[14],
             drift_pending=fields[15],
             regen_offset=fields[16],
+            purchased=fields[17] if len(fields) > 17 else {},  # states written before purchases were kept
             intent_half=data[vec : vec + width],
             regen_intent_half=data[vec + width : vec + 2 * width],
         )

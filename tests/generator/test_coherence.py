@@ -141,7 +141,12 @@ def test_a_theme_the_candidates_cannot_honour_falls_back_and_no_placement_is_emp
     assert first.fallback and first.scope == Scope() and first.theme == "Picked for you"
     assert "theme_unfilled" in first.quality.reasons
     assert all(len(p.items) == 3 for p in page.placements)
-    assert {i.source.value for p in page.placements for i in p.items} <= {"retrieval", "category", "popularity"}
+    assert {i.source.value for p in page.placements for i in p.items} <= {
+        "retrieval",
+        "category",
+        "popularity",
+        "recently_viewed",
+    }
 
 
 @pytest.mark.parametrize(("floor", "brands"), [(1, 1), (2, 2), (3, 3)])
