@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from streams.evaluation.metrics import Estimate, bootstrap_coverage, bootstrap_mean
 from streams.evaluation.protocol import EvalRun
+from streams.worker.state import TOP_PURCHASED
 
 CASCADE = "cascade"  # rows whose name says so are compared, paired, with the best traditional row
 
@@ -253,9 +254,9 @@ def _cascade_notes(run: EvalRun) -> list[str]:
     transactions = run.fmt.value == "online-retail"
     specific = [
         "- Transactions: the worker's state is keyed by the customer (its context spans the customer's invoices, "
-        "its purchase history the decayed counts of its 12 most bought products). Every event is a purchase: the "
-        "customer's own past items reach the cascade's page only through its buy-again shelf (bought products are "
-        "hidden on every other placement). **re-buy + teacher cascade (placement)** gives re-buy the first 75% of "
+        f"its purchase history the decayed counts of its {TOP_PURCHASED} most bought products). Every event is a "
+        "purchase: the customer's own past items reach the cascade's page only through its buy-again shelf (bought "
+        "products are hidden on every other placement). **re-buy + teacher cascade (placement)** gives re-buy the first 75% of "
         "the page and the cascade the rest."
         if transactions
         else "- The student row, when present, scores a hash sample of sessions (see its description); its paired "
