@@ -256,8 +256,8 @@ def _cascade_notes(run: EvalRun) -> list[str]:
         "- Transactions: the worker's state is keyed by the customer (its context spans the customer's invoices, "
         f"its purchase history the decayed counts of its {TOP_PURCHASED} most bought products). Every event is a "
         "purchase: the customer's own past items reach the cascade's page only through its buy-again shelf (bought "
-        "products are hidden on every other placement). **re-buy + teacher cascade (placement)** gives re-buy the first 75% of "
-        "the page and the cascade the rest."
+        "products are hidden on every other placement). **re-buy + teacher cascade (placement)** gives re-buy the "
+        "first 75% of the page and the cascade the rest."
         if transactions
         else "- The student row, when present, scores a hash sample of sessions (see its description); its paired "
         "comparisons are on that sample."
