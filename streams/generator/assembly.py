@@ -328,7 +328,7 @@ def _select(
         key = coherence.duplicate_key(product)
         if key is not None and (key in page.keys or key in keys):
             continue
-        g = coherence.group(scope, product)
+        g = coherence.group(scope, product, candidate.product_id)
         if g in groups and floor - len(groups) >= n - len(chosen):
             passed.append((candidate, product))
             continue

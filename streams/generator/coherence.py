@@ -47,16 +47,14 @@ def duplicate_key(product: ProductFacts | None) -> tuple[str, float] | None:
     return " ".join(product.title.lower().split()), round(product.price, 2)
 
 
-def group(scope: Scope, product: ProductFacts | None) -> str | None:
+def group(scope: Scope, product: ProductFacts | None, product_id: str) -> str | None:
     """What the diversity floor counts: the category, or the brand where the theme names the category (its
-    items share one), or nothing where it names both."""
-    if product is None:
+    items share one), or nothing where it names both. A product without that fact is a group of its own: nothing
+    says it repeats another (Online Retail has no brands at all)."""
+    if scope.categories and scope.brand is not None:
         return None
-    if not scope.categories:
-        return product.category
-    if scope.brand is None:
-        return product.brand
-    return None
+    fact = (product.category if not scope.categories else product.brand) if product is not None else None
+    return fact if fact is not None else f"product:{product_id}"
 
 
 def floor_applies(scope: Scope) -> bool:
@@ -89,7 +87,7 @@ def _placement_violations(
             if key in seen:
                 found[Rule.DUPLICATE] += 1
             seen.add(key)
-        groups.add(group(placement.scope, product))
+        groups.add(group(placement.scope, product, item.product_id))
     if floor_applies(placement.scope) and len(groups) < min(floor, len(placement.items)):
         found[Rule.DIVERSITY_FLOOR] += 1
     return found

@@ -223,3 +223,13 @@ def test_violations_are_counted_per_rule_on_a_page_and_in_prometheus() -> None:
     lone = StorefrontAssembler(retriever=None, products=products.get, items_per_placement=3)
     lone.assemble(request(RankerCandidates(popular=[("a", 1.0)])), arm=Arm.CONTROL)
     assert empty_count() == before + 3
+
+
+def test_products_without_the_counted_fact_do_not_break_the_floor() -> None:
+    """Online Retail has no brands: a category theme's brandless items are not one brand repeated."""
+    products = catalog(*(Product(f"b{i}", f"bag {i}", "bag", None, 2.0 + i) for i in range(5)))
+    page = assembler(products, hits=[f"b{i}" for i in range(5)], diversity_floor={"hero": 3}).assemble(
+        request(RankerCandidates()), arm=Arm.TEACHER, plans=hero_plan("Popular bags", Scope(categories=["bag"]))
+    )
+    assert [i.product_id for i in hero(page).items] == ["b0", "b1", "b2"]
+    assert coherence.violations(page, products.get, {"hero": 3})[coherence.Rule.DIVERSITY_FLOOR] == 0
