@@ -52,6 +52,9 @@ class SessionContext:
     last_query: str | None
     counts: dict[str, int]
     drift: float
+    # Products the context bought, by decayed purchase count (most first): the buy-again shelf. A request written
+    # before this field existed has none.
+    purchased: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,8 @@ class ItemSource(StrEnum):
     COVISITATION = "covisitation"
     CATEGORY = "category"
     POPULARITY = "popularity"
+    RECENTLY_VIEWED = "recently_viewed"  # the session's own viewed or carted products (continue shopping)
+    PURCHASE_HISTORY = "purchase_history"  # the context's own purchases (buy again)
 
 
 class Arm(StrEnum):
@@ -53,6 +55,16 @@ class Quality(_Frozen):
     reasons: list[str] = Field(default_factory=list)
 
 
+class Scope(_Frozen):
+    """What a placement's theme promises about every item on it, so a merchandiser (and a test) can hold the page
+    to it: ``Deals on smartphones under $256`` is categories of that label and ``max_price`` 256; a brand theme
+    names its ``brand``. Empty: the theme promises nothing (control themes)."""
+
+    categories: list[str] = Field(default_factory=list, description="Any of these; empty: any category.")
+    brand: str | None = Field(default=None, description="Lower case, as the catalog's brand field.")
+    max_price: float | None = Field(default=None, description="Every item costs at most this.")
+
+
 class Placement(_Frozen):
     kind: str
     theme: str
@@ -60,6 +72,7 @@ class Placement(_Frozen):
     items: list[Item]
     quality: Quality
     fallback: bool = Field(description="True when the placement was filled by the traditional strategy.")
+    scope: Scope = Field(default_factory=Scope, description="What the theme promises; every item honours it.")
 
 
 class Latency(_Frozen):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.context import PLACEMENTS, ContextFacts, PlacementKind
+from models.context import ContextFacts, PlacementKind
 from models.embedder import Embed
 from models.quality import QualityFilter
 from models.student import Student
@@ -34,16 +34,18 @@ from streams.contracts.storefront import Arm
 from streams.evaluation.history import PARTITION, History
 from streams.evaluation.protocol import EventLog
 from streams.evaluation.strategies import OwnHistory, Placement, Strategy
+from streams.generator import coherence
 from streams.generator.assembly import DEFAULT_WEIGHTS, StorefrontAssembler
 from streams.generator.fusion import FusionWeights
+from streams.generator.layout import PAGE_PLACEMENTS
 from streams.generator.pipeline import PagePlan
 from streams.generator.planners import CANDIDATES, CascadePlanner, StudentWriter
 from streams.generator.retrieval import ExactRetriever
-from streams.generator.setup import catalog_facts
+from streams.runtime.settings import ShelfName
 from streams.worker.sessions import session_context
 from streams.worker.state import RECENT_ITEMS
 
-PER_PLACEMENT = 3  # 4 placements x 3 = the page of k = 12 every strategy is scored on
+PER_PLACEMENT = 3  # 4 placements x 3 = the page of k = 12 every strategy is scored on (own shelves may span more)
 REPLAY_REASON = "replay"
 
 Weights = Mapping[PlacementKind, FusionWeights]
@@ -187,25 +189,38 @@ class Planning:
                 self.stats.reasons.update(r for p in plan.placements for r in p.quality.reasons)
         return self._planned
 
-    def assembler(self, weights: Weights) -> StorefrontAssembler:
+    def assembler(
+        self, weights: Weights, diversity_floor: Mapping[ShelfName, int] | None = None
+    ) -> StorefrontAssembler:
+        """``diversity_floor``: None, the serving default (``VITRINE_DIVERSITY_FLOOR``'s)."""
         return StorefrontAssembler(
             retriever=self.retriever,
-            facts=catalog_facts(self.catalog),
+            products=self.catalog.product,
             items_per_placement=PER_PLACEMENT,
             weights=dict(weights),
+            diversity_floor=diversity_floor,
         )
 
 
 def page_products(
-    assembler: StorefrontAssembler, request: RegenRequest, plan: PagePlan, *, hide: frozenset[str] = frozenset()
+    assembler: StorefrontAssembler,
+    request: RegenRequest,
+    plan: PagePlan,
+    *,
+    hide: frozenset[str] = frozenset(),
+    violations: Counter[coherence.Rule] | None = None,
 ) -> list[str]:
-    """The generator's page for a planned request, flattened in page order (what is scored)."""
+    """The generator's page for a planned request, flattened in page order (what is scored); the coherence rules it
+    breaks are added to ``violations``."""
     update = assembler.assemble(request, arm=Arm.TEACHER, plans=plan.placements, hide=hide)
+    if violations is not None:
+        violations.update(coherence.violations(update, assembler.products, assembler.diversity_floor))
     return [item.product_id for placement in update.placements for item in placement.items]
 
 
 class Cascade(Strategy):
-    """The generator's page: ``len(PLACEMENTS)`` placements of ``PER_PLACEMENT`` products, in page order."""
+    """The generator's page: ``PAGE_PLACEMENTS`` placements of ``PER_PLACEMENT`` products (own shelves may span
+    more), in page order."""
 
     def __init__(
         self,
@@ -225,6 +240,8 @@ class Cascade(Strategy):
         self.assembler = planning.assembler(weights)
         self.sample = sample
         self._notes = notes
+        self.pages = 0
+        self.violations: Counter[coherence.Rule] = Counter()
 
     def rank(self, context: str | None, n: int) -> list[str]:
         return self.page_candidates(context, n, frozenset())
@@ -234,13 +251,19 @@ class Cascade(Strategy):
         if planned is None:
             return []
         request, plan = planned
-        return page_products(self.assembler, request, plan, hide=exclude)
+        self.pages += 1
+        return page_products(self.assembler, request, plan, hide=exclude, violations=self.violations)
 
     def scores(self, cluster: str) -> bool:
         return self.sample >= 1.0 or in_sample(cluster, self.sample)
 
     def notes(self) -> list[str]:
-        return self._notes() if self._notes is not None else []
+        rules = ", ".join(f"{rule.value} {self.violations[rule]}" for rule in coherence.Rule)
+        count = (
+            f"**{self.name}**: coherence violations {sum(self.violations.values())} over {self.pages} pages scored "
+            f"({rules}; `streams.generator.coherence.violations` on every page)."
+        )
+        return [*(self._notes() if self._notes is not None else []), count]
 
 
 def in_sample(cluster: str, fraction: float) -> bool:
@@ -329,7 +352,8 @@ class CascadeSetup:
             embed=self.embed,
         )
         pages = (
-            f"the generator's page ({len(PLACEMENTS)} placements x {PER_PLACEMENT} products, StorefrontAssembler) for "
+            f"the generator's page ({PAGE_PLACEMENTS} placements x {PER_PLACEMENT} products, StorefrontAssembler, the "
+            "layout page_layout chooses: own shelves first, generated placements after) for "
             f"the request the worker would send now (its session state: last {RECENT_ITEMS} events, affinities; its "
             "ranker lists), planned by CascadePlanner, keywords retrieved by exact cosine among known products, "
             "fused with streams.generator.assembly.DEFAULT_WEIGHTS unless stated"

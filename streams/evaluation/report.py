@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from streams.evaluation.metrics import Estimate, bootstrap_coverage, bootstrap_mean
 from streams.evaluation.protocol import EvalRun
+from streams.worker.state import TOP_PURCHASED
 
 CASCADE = "cascade"  # rows whose name says so are compared, paired, with the best traditional row
 
@@ -252,10 +253,11 @@ def _cascade_section(run: EvalRun, rows: list[Row]) -> list[str]:
 def _cascade_notes(run: EvalRun) -> list[str]:
     transactions = run.fmt.value == "online-retail"
     specific = [
-        "- Transactions: the worker's state is keyed by the customer (its context spans the customer's invoices). "
-        "Every event is a purchase, so the assembler's rule (never show what the context bought) keeps the "
-        "customer's own past items off the cascade's page: the re-buy signal, the strongest here, cannot reach it. "
-        "**re-buy + teacher cascade (placement)** gives re-buy the first 75% of the page and the cascade the rest."
+        "- Transactions: the worker's state is keyed by the customer (its context spans the customer's invoices, "
+        f"its purchase history the decayed counts of its {TOP_PURCHASED} most bought products). Every event is a "
+        "purchase: the customer's own past items reach the cascade's page only through its buy-again shelf (bought "
+        "products are hidden on every other placement). **re-buy + teacher cascade (placement)** gives re-buy the "
+        "first 75% of the page and the cascade the rest."
         if transactions
         else "- The student row, when present, scores a hash sample of sessions (see its description); its paired "
         "comparisons are on that sample."
@@ -264,9 +266,13 @@ def _cascade_notes(run: EvalRun) -> list[str]:
         "- Cascade rows: the request is the one the worker would send now (`session_context` of the worker's state: "
         "last 8 events with types, category, brand and price-band affinities, counts, last query; ranker lists "
         "from `RankerSignals.for_request`), planned by `CascadePlanner.plan` and assembled by "
-        "`StorefrontAssembler.assemble` (4 placements x 3 products, `DEFAULT_WEIGHTS` unless stated, no product "
-        "twice, bought products hidden, top-up from the latest product's category, popularity, co-visitation), "
-        "with the target's exclusions hidden on every placement.",
+        "`StorefrontAssembler.assemble` (the layout `streams.generator.layout.page_layout` chooses for the "
+        "request: buy-again and continue-shopping shelves first when the context has their products, up to 3 "
+        "and 2 placements' worth, then the generated placements, 4 placements of 3 products in all; "
+        "`DEFAULT_WEIGHTS` unless stated, no product twice, bought products hidden but on buy-again, items held "
+        "to their theme's scope, near-duplicates collapsed, top-up from the latest product's category, "
+        "popularity, co-visitation), with the target's exclusions hidden on every placement (so on the novel "
+        "target a continue-shopping shelf is filled from the ranker lists); the first k products are scored.",
         "- Retrieval: `streams.generator.retrieval.ExactRetriever`, exact cosine in memory over the catalog's "
         "vectors (the Qdrant backend returns the same: `tests/generator/test_retrieval_congruence.py`), top 24 "
         "known products per keyword; keyword candidates are only keywords that retrieve a known product.",

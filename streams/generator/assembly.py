@@ -4,21 +4,41 @@ Placements are filled in page order and no product appears on two placements of 
 whose plan was rejected, or a page whose retrieval failed, is filled by the traditional strategy for
 that placement kind: the same strategies are the control arm, so a failure degrades a page to what
 the control arm shows, never to nothing.
+
+Coherence (``streams.generator.coherence``): every item honours its theme's scope (categories, brand, price
+bound), whatever signal proposed it; two items of one title and price never share a page; a kind's diversity
+floor (``VITRINE_DIVERSITY_FLOOR``) holds where the candidates allow. A theme whose scope the candidates cannot
+fill completely is not shown: the placement falls back to its control theme, so no placement is empty or
+promises what it does not show. The finished page is checked and what broke is counted
+(``vitrine_coherence_violations_total``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, zip_longest
 
-from models.context import PLACEMENTS, PlacementKind
+from models.context import PlacementKind, ProductFacts, ProductLookup
 from streams.contracts.regen import RankerCandidates, RegenRequest
-from streams.contracts.storefront import Arm, Item, ItemSource, Latency, Placement, Quality, StorefrontUpdate
-from streams.generator.fusion import Facts, Fused, FusionWeights, fuse
+from streams.contracts.storefront import (
+    Arm,
+    Item,
+    ItemSource,
+    Latency,
+    Placement,
+    Quality,
+    Scope,
+    StorefrontUpdate,
+)
+from streams.generator import coherence
+from streams.generator.fusion import Fused, FusionWeights, fuse
+from streams.generator.layout import OWN_SPAN, OWN_THEMES, OwnShelf, bought, own_products, page_layout
 from streams.generator.retrieval import RetrievalError, Retriever
+from streams.runtime import metrics
+from streams.runtime.settings import DEFAULT_DIVERSITY_FLOOR, ShelfName
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +64,8 @@ CONTROL_THEMES: dict[PlacementKind, str] = {
     PlacementKind.EXPLORE: "Explore more",
     PlacementKind.DEALS: "Popular right now",
 }
-BOUGHT_EVENTS = frozenset({"cart", "purchase"})
+# An own shelf without the shopper's own products (all hidden or out of stock) promises nothing of them.
+OWN_FALLBACK_THEME = "Recommended for you"
 MIN_RETRIEVED = 3  # a plan whose keywords find fewer products than this is not worth a placement
 
 
@@ -56,6 +77,7 @@ class PlacementPlan:
     theme: str
     keywords: list[str]
     quality: Quality = field(default_factory=lambda: Quality(ok=True))
+    scope: Scope = field(default_factory=Scope)  # what the theme promises (``models.themes.ThemeReader``)
 
 
 def traditional_signals(kind: PlacementKind, ranker: RankerCandidates) -> dict[ItemSource, list[str]]:
@@ -72,24 +94,29 @@ def traditional_signals(kind: PlacementKind, ranker: RankerCandidates) -> dict[I
     }
 
 
-def _top_up(chosen: list[Fused], ranker: RankerCandidates, n: int, taken: set[str]) -> list[Fused]:
-    """Fills a placement its own signals could not: from the categories (the latest product's first), then
-    popular products, then co-visited ones (popularity weighs 0 in some kinds, and early in a stream the lists
-    are short)."""
-    have = taken | {f.product_id for f in chosen}
-    pool = chain(
-        ((p, ItemSource.CATEGORY) for p, _ in chain.from_iterable(ranker.by_category.values())),
-        ((p, ItemSource.POPULARITY) for p, _ in ranker.popular),
-        ((p, ItemSource.COVISITATION) for p, _ in ranker.covisited),
-    )
-    extra: list[Fused] = []
-    for product, source in pool:
-        if len(chosen) + len(extra) >= n:
-            break
-        if product not in have:
-            have.add(product)
-            extra.append(Fused(product, 0.0, source))
-    return extra
+def _top_up(ranker: RankerCandidates) -> Iterator[Fused]:
+    """What fills a placement its own signals could not: the categories (the latest product's first), then popular
+    products, then co-visited ones (popularity weighs 0 in some kinds, and early in a stream the lists are short)."""
+    for product, _ in chain.from_iterable(ranker.by_category.values()):
+        yield Fused(product, 0.0, ItemSource.CATEGORY)
+    for product, _ in ranker.popular:
+        yield Fused(product, 0.0, ItemSource.POPULARITY)
+    for product, _ in ranker.covisited:
+        yield Fused(product, 0.0, ItemSource.COVISITATION)
+
+
+@dataclass(slots=True)
+class _Page:
+    """What placements filled so far hold (products, near-duplicate keys: never shown twice on a page), with what
+    no placement shows (``taken`` starts with the hidden and unavailable products) and what only buy-again shows."""
+
+    taken: set[str]
+    bought: set[str]
+    keys: set[tuple[str, float]] = field(default_factory=set)
+
+    def add(self, chosen: Sequence[Fused], products: ProductLookup) -> None:
+        self.taken.update(f.product_id for f in chosen)
+        self.keys.update(k for k in (coherence.duplicate_key(products(f.product_id)) for f in chosen) if k)
 
 
 class StorefrontAssembler:
@@ -97,18 +124,27 @@ class StorefrontAssembler:
         self,
         *,
         retriever: Retriever | None,
-        facts: Facts,
+        products: ProductLookup,
         items_per_placement: int = 6,
         weights: dict[PlacementKind, FusionWeights] | None = None,
         unavailable: set[str] | None = None,
+        diversity_floor: Mapping[ShelfName, int] | None = None,
     ) -> None:
+        """``products``: the catalog's facts (category, brand, price, title) of a product, None when unknown."""
         self.retriever = retriever
-        self.facts = facts
+        self.products = products
         # Out-of-stock products, kept off every placement whatever signal proposes them; the retriever's
         # stock overlay when there is one (one set, updated from the catalog-updates topic).
         self.unavailable = unavailable if unavailable is not None else (retriever.out_of_stock if retriever else set())
         self.items_per_placement = items_per_placement
         self.weights = weights or DEFAULT_WEIGHTS
+        floor = DEFAULT_DIVERSITY_FLOOR if diversity_floor is None else diversity_floor
+        self.diversity_floor: dict[str, int] = {str(kind): n for kind, n in floor.items()}
+
+    def facts(self, product_id: str) -> tuple[str | None, str | None]:
+        """(category, brand): what fusion's diversity step compares."""
+        product = self.products(product_id)
+        return (product.category, product.brand) if product is not None else (None, None)
 
     def assemble(
         self,
@@ -126,8 +162,7 @@ class StorefrontAssembler:
         started = time.perf_counter()
         reasons = list(degraded_reasons)
         ctx = request.context
-        bought = {item.product_id for item in ctx.recent if item.event_type in BOUGHT_EVENTS}
-        hidden = bought | self.unavailable | hide
+        hidden = bought(ctx) | self.unavailable | hide
         plan_of = {p.kind: p for p in plans or ()}
         usable = [p for p in plans or () if p.quality.ok and p.keywords]
         hits: dict[PlacementKind, list[str]] = {}
@@ -145,36 +180,17 @@ class StorefrontAssembler:
             reasons.append("retrieval: no vector store configured")
 
         t1 = time.perf_counter()
-        used: set[str] = set()
+        page = _Page(taken=set(self.unavailable | hide), bought=bought(ctx))
         placements: list[Placement] = []
-        for kind in PLACEMENTS:
-            plan = plan_of.get(kind)
-            ranked = traditional_signals(kind, request.ranker)
-            quality = plan.quality if plan is not None else Quality(ok=True)
-            generated = kind in hits and len(hits[kind]) >= MIN_RETRIEVED
-            if kind in hits and not generated:
-                quality = Quality(ok=False, reasons=[*quality.reasons, "few_products"])
-            if generated:
-                ranked[ItemSource.RETRIEVAL] = hits[kind]
-            chosen = fuse(
-                ranked, self.weights[kind], n=self.items_per_placement, facts=self.facts, exclude=used | hidden
-            )
-            chosen += _top_up(chosen, request.ranker, self.items_per_placement, used | hidden)
-            used.update(f.product_id for f in chosen)
-            placements.append(
-                Placement(
-                    kind=kind.value,
-                    theme=plan.theme if plan is not None and generated else CONTROL_THEMES[kind],
-                    keywords=plan.keywords if plan is not None and generated else [],
-                    items=[Item(product_id=f.product_id, score=f.score, source=f.source) for f in chosen],
-                    quality=quality,
-                    fallback=arm is not Arm.CONTROL and not generated,
-                )
-            )
+        for shelf in page_layout(ctx):
+            if isinstance(shelf, OwnShelf):
+                placements.append(self._own(shelf, request, page, arm))
+            else:
+                placements.append(self._themed(shelf, plan_of.get(shelf), hits, request.ranker, page, arm))
         fusion_ms = (time.perf_counter() - t1) * 1000
         now_ms = int(time.time() * 1000)
         total_ms = generation_ms + (time.perf_counter() - started) * 1000
-        return StorefrontUpdate(
+        update = StorefrontUpdate(
             session_id=request.session_id,
             user_id=request.user_id,
             version=request.version,
@@ -195,3 +211,135 @@ class StorefrontAssembler:
                 request_to_publish=float(max(0, now_ms - request.requested_at_ms)) if request.requested_at_ms else 0.0,
             ),
         )
+        for rule, n in coherence.violations(update, self.products, self.diversity_floor).items():
+            metrics.COHERENCE_VIOLATIONS.labels(rule=rule.value).inc(n)
+        return update
+
+    def _themed(
+        self,
+        kind: PlacementKind,
+        plan: PlacementPlan | None,
+        hits: dict[PlacementKind, list[str]],
+        ranker: RankerCandidates,
+        page: _Page,
+        arm: Arm,
+    ) -> Placement:
+        """A generated placement: its plan's retrieval fused with the ranker lists, held to its theme's scope; the
+        control theme and the ranker lists when there is no usable plan or the scope cannot be filled."""
+        ranked = traditional_signals(kind, ranker)
+        quality = plan.quality if plan is not None else Quality(ok=True)
+        generated = kind in hits and len(hits[kind]) >= MIN_RETRIEVED
+        if kind in hits and not generated:
+            quality = Quality(ok=False, reasons=[*quality.reasons, "few_products"])
+        if generated:
+            ranked[ItemSource.RETRIEVAL] = hits[kind]
+        scope = plan.scope if plan is not None and generated else Scope()
+        blocked = page.taken | page.bought
+        chosen = self._fill(kind, ranked, ranker, scope, page, blocked, self.items_per_placement)
+        if generated and len(chosen) < self.items_per_placement:
+            # The candidates cannot honour the theme in full: the control theme, which promises nothing.
+            generated, scope = False, Scope()
+            quality = Quality(ok=False, reasons=[*quality.reasons, "theme_unfilled"])
+            chosen = self._fill(kind, ranked, ranker, scope, page, blocked, self.items_per_placement)
+        page.add(chosen, self.products)
+        return Placement(
+            kind=kind.value,
+            theme=plan.theme if plan is not None and generated else CONTROL_THEMES[kind],
+            keywords=plan.keywords if plan is not None and generated else [],
+            items=[Item(product_id=f.product_id, score=f.score, source=f.source) for f in chosen],
+            quality=quality,
+            fallback=arm is not Arm.CONTROL and not generated,
+            scope=scope,
+        )
+
+    def _own(self, shelf: OwnShelf, request: RegenRequest, page: _Page, arm: Arm) -> Placement:
+        """A shelf of the shopper's own products (up to ``OWN_SPAN`` placements' worth), topped up to one
+        placement's worth from the ranker lists as ``because_you_viewed`` fuses them."""
+        source = ItemSource.PURCHASE_HISTORY if shelf is OwnShelf.BUY_AGAIN else ItemSource.RECENTLY_VIEWED
+        blocked = page.taken  # the own products were chosen for this shelf (bought ones only on buy-again)
+        mine = (
+            Fused(p, round(1.0 / (1 + rank), 6), source) for rank, p in enumerate(own_products(shelf, request.context))
+        )
+        floor = self.diversity_floor.get(shelf.value, 1)
+        n = self.items_per_placement
+        chosen = _select(mine, OWN_SPAN[shelf] * n, floor, Scope(), self.products, page, blocked)
+        page.add(chosen, self.products)
+        if len(chosen) < n:
+            kind = PlacementKind.BECAUSE_YOU_VIEWED
+            fill = traditional_signals(kind, request.ranker)
+            extra = self._fill(kind, fill, request.ranker, Scope(), page, page.taken | page.bought, n - len(chosen))
+            page.add(extra, self.products)
+            chosen = [*chosen, *extra]
+        own = any(f.source is source for f in chosen)
+        return Placement(
+            kind=shelf.value,
+            theme=OWN_THEMES[shelf] if own else OWN_FALLBACK_THEME,
+            keywords=[],
+            items=[Item(product_id=f.product_id, score=f.score, source=f.source) for f in chosen],
+            quality=Quality(ok=True),
+            fallback=arm is not Arm.CONTROL and not own,
+        )
+
+    def _fill(
+        self,
+        kind: PlacementKind,
+        ranked: dict[ItemSource, list[str]],
+        ranker: RankerCandidates,
+        scope: Scope,
+        page: _Page,
+        blocked: set[str],
+        n: int,
+    ) -> list[Fused]:
+        """Up to ``n`` products in the scope: the fused signals, then the ranker lists (top-up); nothing
+        ``blocked`` and no near-duplicate of what is on the page, the kind's diversity floor kept where it can be."""
+        admitted = {
+            source: [p for p in products if p not in blocked and coherence.admits(scope, self.products(p))]
+            for source, products in ranked.items()
+        }
+        fused = fuse(admitted, self.weights[kind], n=sum(map(len, admitted.values())), facts=self.facts)
+        top_up = (f for f in _top_up(ranker) if coherence.admits(scope, self.products(f.product_id)))
+        floor = self.diversity_floor.get(kind.value, 1) if coherence.floor_applies(scope) else 1
+        return _select(chain(fused, top_up), n, floor, scope, self.products, page, blocked)
+
+
+def _select(
+    candidates: Iterator[Fused],
+    n: int,
+    floor: int,
+    scope: Scope,
+    products: ProductLookup,
+    page: _Page,
+    blocked: set[str],
+) -> list[Fused]:
+    """The first ``n`` candidates not on the page and no near-duplicate of a chosen item, passing over one that
+    adds no new group while the floor still needs every remaining slot (kept for the end, if nothing better)."""
+    chosen: list[Fused] = []
+    keys: set[tuple[str, float]] = set()
+    groups: set[str | None] = set()
+    passed: list[tuple[Fused, ProductFacts | None]] = []
+    seen: set[str] = set()
+    for candidate in candidates:
+        if len(chosen) == n:
+            break
+        if candidate.product_id in blocked or candidate.product_id in seen:
+            continue
+        seen.add(candidate.product_id)
+        product = products(candidate.product_id)
+        key = coherence.duplicate_key(product)
+        if key is not None and (key in page.keys or key in keys):
+            continue
+        g = coherence.group(scope, product, candidate.product_id)
+        if g in groups and floor - len(groups) >= n - len(chosen):
+            passed.append((candidate, product))
+            continue
+        chosen.append(candidate)
+        groups.add(g)
+        if key is not None:
+            keys.add(key)
+    for candidate, product in passed:
+        key = coherence.duplicate_key(product)
+        if len(chosen) < n and (key is None or key not in keys):
+            chosen.append(candidate)
+            if key is not None:
+                keys.add(key)
+    return chosen

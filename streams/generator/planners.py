@@ -18,16 +18,18 @@ import numpy as np
 import numpy.typing as npt
 
 from models.candidates import CandidateIndex, placement_candidates, session_item_vectors
-from models.context import PLACEMENTS, context_facts, keywords_input, parse_keywords, render, theme_input
+from models.context import context_facts, keywords_input, parse_keywords, render, theme_input
 from models.embedder import CachedEmbed, Embed, Embedder, EmbedderError
 from models.quality import QualityFilter
 from models.student import ModelLoadError, Student
 from models.teacher import Teacher, TeacherInput
 from models.teacher_catalog import CatalogTeacher
+from models.themes import ThemeReader
 from streams.catalog.artifacts import Catalog
 from streams.contracts.regen import RegenRequest, SessionContext
 from streams.contracts.storefront import Arm, Quality
 from streams.generator.assembly import PlacementPlan
+from streams.generator.layout import page_layout, written
 from streams.generator.pipeline import PagePlan, Planner
 from streams.runtime import metrics
 from streams.runtime.settings import Settings
@@ -78,6 +80,7 @@ class CascadePlanner:
         self.embed = embed
         self.keyword_known = keyword_known
         self.index = CandidateIndex(catalog.keywords, catalog.keyword_vectors)
+        self.themes = ThemeReader(p.category for p in catalog.products if p.category)
         self.arm = arm
         self.version = version
 
@@ -88,15 +91,17 @@ class CascadePlanner:
         return [PagePlan(placements, generation_ms=per_page) for placements in pages]
 
     def plan_contexts(self, contexts: Sequence[SessionContext]) -> list[list[PlacementPlan]]:
-        """Themes, keywords and verdicts per placement for a batch of session contexts, one page each.
+        """Themes, keywords and verdicts per placement for a batch of session contexts, one page each: only the
+        generated placements of each page's layout (``streams.generator.layout.page_layout``) are written.
 
         Free of requests and timing, so the offline evaluation plans replayed contexts exactly as serving does.
         """
         inputs: list[TeacherInput] = []
         items: list[npt.NDArray[np.float32]] = []
-        for ctx in contexts:
+        kinds = [written(page_layout(ctx)) for ctx in contexts]
+        for ctx, page_kinds in zip(contexts, kinds, strict=True):
             vectors = session_item_vectors([i.product_id for i in ctx.recent], self.catalog)
-            for kind in PLACEMENTS:
+            for kind in page_kinds:
                 facts = context_facts(ctx, kind, None, self.catalog.product)
                 inputs.append(TeacherInput(render(facts), facts))
                 items.append(vectors)
@@ -110,16 +115,21 @@ class CascadePlanner:
             for i, v, t in zip(inputs, items, theme_vectors, strict=True)
         ]
         keywords = self.writer.keywords(inputs, themes, candidates)
-        n = len(PLACEMENTS)
         pages = []
-        for r in range(len(contexts)):
-            page = slice(r * n, (r + 1) * n)
+        start = 0
+        for r, page_kinds in enumerate(kinds):
+            page = slice(start, start + len(page_kinds))
+            start = page.stop
             verdicts = self._verdicts(inputs[page], themes[page], keywords[page], candidates[page])
+            # The brands a writer saw: the context's items and the session's affinities.
+            brands = [i.brand for i in inputs[page][0].facts.items if i.brand] + contexts[r].brands
             pages.append(
                 [
-                    PlacementPlan(kind=kind, theme=theme, keywords=kws, quality=verdict)
+                    PlacementPlan(
+                        kind=kind, theme=theme, keywords=kws, quality=verdict, scope=self.themes.scope(theme, brands)
+                    )
                     for kind, theme, kws, verdict in zip(
-                        PLACEMENTS, themes[page], keywords[page], verdicts, strict=True
+                        page_kinds, themes[page], keywords[page], verdicts, strict=True
                     )
                 ]
             )

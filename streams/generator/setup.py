@@ -15,7 +15,6 @@ from streams.catalog.exceptions import CatalogError
 from streams.catalog.qdrant_store import ProductStore
 from streams.contracts.catalog_update import CatalogUpdate
 from streams.generator.assembly import StorefrontAssembler
-from streams.generator.fusion import Facts
 from streams.generator.pipeline import Planner
 from streams.generator.planners import build_planner
 from streams.generator.retrieval import KeywordRetriever, RetrievalError
@@ -63,10 +62,11 @@ def load_generator_parts(settings: Settings) -> GeneratorParts:
             f"no catalog at {catalog_dir} (VITRINE_CATALOG_DIR unset, or `vitrine catalog` not run): control arm only"
         )
         log.warning(problem)
-        assembler = StorefrontAssembler(retriever=None, facts=lambda _: (None, None))
+        assembler = StorefrontAssembler(
+            retriever=None, products=lambda _: None, diversity_floor=settings.generator.diversity_floor
+        )
         return GeneratorParts(assembler, problems=[problem])
     catalog = Catalog.load(catalog_dir)
-    facts = catalog_facts(catalog)
 
     problems: list[str] = []
     store: ProductStore | None = None
@@ -95,15 +95,10 @@ def load_generator_parts(settings: Settings) -> GeneratorParts:
         log.warning(problem)
     assembler = StorefrontAssembler(
         retriever=retriever,
-        facts=facts,
+        products=catalog.product,
         items_per_placement=settings.generator.items_per_placement,
+        diversity_floor=settings.generator.diversity_floor,
         unavailable=None if retriever is not None else {p.product_id for p in catalog.products if not p.in_stock},
     )
     planner = build_planner(settings, catalog, problems)
     return GeneratorParts(assembler, planner, retriever, store, catalog, problems)
-
-
-def catalog_facts(catalog: Catalog) -> Facts:
-    """Product -> (category, brand), what fusion's diversity step compares; (None, None) when unknown."""
-    table = {p.product_id: (p.category, p.brand) for p in catalog.products}
-    return lambda product_id: table.get(product_id, (None, None))

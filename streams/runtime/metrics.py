@@ -50,6 +50,13 @@ STALE = Counter(
 INVALID_REQUESTS = Counter(
     "vitrine_invalid_requests", "Regeneration requests that could not be decoded (skipped).", registry=REGISTRY
 )
+COHERENCE_VIOLATIONS = Counter(
+    "vitrine_coherence_violations",
+    "Published placements breaking a coherence rule (theme's price bound, brand or category; near-duplicate "
+    "items; empty placement; diversity floor), by rule; 0 unless the candidates could not satisfy it.",
+    ["rule"],
+    registry=REGISTRY,
+)
 CATALOG_UPDATES = Counter("vitrine_catalog_updates", "Catalog price/stock updates applied.", registry=REGISTRY)
 BATCH_SIZE = Histogram(
     "vitrine_generator_batch_size",

@@ -8,10 +8,11 @@ capitals, whatever its section, so the names stay flat and stable. ``Settings(ap
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
@@ -158,6 +159,12 @@ class WorkerSettings(_Section):
         return self.rocksdb_block_cache_bytes + self.rocksdb_write_buffer_bytes * self.rocksdb_write_buffers
 
 
+# The page's placement kinds (``streams.generator.layout``), spelt here because settings sit below the generator.
+ShelfName = Literal["hero", "because_you_viewed", "explore", "deals", "continue_shopping", "buy_again"]
+# Explore is about variety: at least two categories (or brands, where its theme names the category).
+DEFAULT_DIVERSITY_FLOOR: dict[ShelfName, int] = {"explore": 2}
+
+
 class GeneratorSettings(_Section):
     """The storefront generator: the student, micro-batches, page shape, experiment arms."""
 
@@ -175,6 +182,11 @@ class GeneratorSettings(_Section):
     )
     generator_retry_backoff_s: float = Field(default=0.5, ge=0, description="First retry delay; doubles each try.")
     items_per_placement: int = Field(default=6, ge=1)
+    diversity_floor: dict[ShelfName, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: dict(DEFAULT_DIVERSITY_FLOOR),
+        description="Per placement kind, the fewest distinct categories among its items (distinct brands where "
+        'its theme names a category); JSON, e.g. {"explore": 2}; a kind not named: 1 (no floor).',
+    )
     experiment_control_share: float = Field(
         default=0.1, ge=0, le=1, description="Share of sessions (by hash) shown the traditional control arm."
     )
@@ -312,7 +324,11 @@ class Settings(BaseModel):
                     if section_cls.model_fields[name].default is not None:
                         env[f"VITRINE_{name.upper()}"] = "none"
                 else:
-                    env[f"VITRINE_{name.upper()}"] = str(value.value if isinstance(value, Enum) else value)
+                    env[f"VITRINE_{name.upper()}"] = (
+                        json.dumps(value)
+                        if isinstance(value, dict)
+                        else str(value.value if isinstance(value, Enum) else value)
+                    )
         return env
 
 

@@ -23,6 +23,7 @@ from streams.worker.state import (
     TOP_BRANDS,
     TOP_CATEGORIES,
     TOP_PRICE_BANDS,
+    TOP_PURCHASED,
     SessionState,
     to_half,
 )
@@ -81,6 +82,7 @@ def session_context(state: SessionState, drift: float = 0.0) -> SessionContext:
         last_query=state.last_query,
         counts={t: c for t, c in zip(EVENT_TYPES, state.counts, strict=True) if c},
         drift=round(drift, 4),
+        purchased=[k for k, _ in ranked(state.purchased)],
     )
 
 
@@ -130,6 +132,9 @@ class SessionTracker:
         state.brands = _decay_add(state.brands, factor, event.brand, w, TOP_BRANDS)
         band = price_band(event.price) if event.price is not None else None
         state.price_bands = _decay_add(state.price_bands, factor, band, w, TOP_PRICE_BANDS)
+        bought = event.product_id if event.event_type == "purchase" else None
+        if bought is not None or state.purchased:
+            state.purchased = _decay_add(state.purchased, factor, bought, 1.0, TOP_PURCHASED)
 
         intent = state.intent * np.float32(factor)
         vec = self._intent_space.vector(event)

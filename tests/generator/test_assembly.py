@@ -49,7 +49,7 @@ def _plan(keywords: list[str]) -> list[PlacementPlan]:
     return [PlacementPlan(kind=k, theme=f"theme {k.value}", keywords=keywords) for k in PlacementKind]
 
 
-def test_pages_have_no_duplicates_and_never_show_what_the_session_bought(
+def test_pages_have_no_duplicates_and_show_what_the_session_bought_only_on_buy_again(
     parts: GeneratorParts, requests: list[RegenRequest]
 ) -> None:
     generator = StorefrontGenerator(assembler=parts.assembler, planner=parts.planner, control_share=0.0)
@@ -60,9 +60,13 @@ def test_pages_have_no_duplicates_and_never_show_what_the_session_bought(
         products = update.product_ids()
         assert len(products) == len(set(products))
         assert update.arm is Arm.TEACHER and not update.degraded
-        already = {i.product_id for i in request.context.recent if i.event_type in ("cart", "purchase")}
-        assert not already & set(products)
-        assert all(len(p.items) == 6 for p in update.placements)
+        carted = {i.product_id for i in request.context.recent if i.event_type in ("cart", "purchase")}
+        bought = {i.product_id for i in request.context.recent if i.event_type == "purchase"}
+        generated = {k.value for k in PlacementKind}
+        assert not carted & {i.product_id for p in update.placements if p.kind in generated for i in p.items}
+        assert not bought & {i.product_id for p in update.placements if p.kind != "buy_again" for i in p.items}
+        assert all(len(p.items) == 6 for p in update.placements if p.kind in {k.value for k in PlacementKind})
+        assert all(6 <= len(p.items) <= 18 for p in update.placements)  # own shelves span up to 3 placements
     retrieved = sum(i.source.value == "retrieval" for u in updates for p in u.placements for i in p.items)
     assert retrieved > len(updates)  # the plans' keywords, not only the ranker lists, fill the pages
 
@@ -113,13 +117,14 @@ def test_unreachable_qdrant_degrades_to_the_traditional_page(
     retriever = KeywordRetriever(
         client=dead, collection="vitrine-products", keyword_vectors=parts.retriever.keyword_vectors
     )
-    assembler = StorefrontAssembler(retriever=retriever, facts=parts.assembler.facts)
+    assembler = StorefrontAssembler(retriever=retriever, products=parts.assembler.products)
     request = next(r for r in requests if r.ranker.covisited)
     update = assembler.assemble(request, arm=Arm.TEACHER, plans=_plan(["samsung smartphone", "smartphone"]))
     assert update.degraded
     assert update.degraded_reasons[0].startswith("retrieval: Qdrant search failed")
-    assert all(p.fallback and len(p.items) == 6 for p in update.placements)
-    assert {i.source.value for p in update.placements for i in p.items} <= {"covisitation", "category", "popularity"}
+    generated = [p for p in update.placements if p.kind in {k.value for k in PlacementKind}]
+    assert generated and all(p.fallback and len(p.items) == 6 for p in generated)
+    assert {i.source.value for p in generated for i in p.items} <= {"covisitation", "category", "popularity"}
 
 
 def test_a_corrupt_or_missing_model_degrades_to_the_teacher_with_a_reason(

@@ -59,7 +59,7 @@ def test_the_unsalted_bucket_is_the_plain_blake2b_the_evaluation_samples_with() 
 
 def test_the_generator_salts_arms_with_its_experiment_and_stamps_it_on_every_update() -> None:
     """A control-only generator (no planner, no retriever) still assigns arms and names the experiment."""
-    assembler = StorefrontAssembler(retriever=None, facts=lambda _: (None, None))
+    assembler = StorefrontAssembler(retriever=None, products=lambda _: None)
     requests = [request(f"s{i}", 1) for i in range(50)]
     generator = StorefrontGenerator(assembler=assembler, planner=None, control_share=0.5, experiment_id="exp-9")
     updates = generator.generate(requests)
