@@ -169,7 +169,12 @@ def test_malformed_events_reach_the_dlq_and_valid_neighbours_are_processed(
     asyncio.run(_send_with_wrong_key(settings, valid[0].value))
     worker.wait_processed(len(records) + 1)
 
+    n_expected = len(expected_bad) + 1
+    deadline = time.monotonic() + 60
     dlq = asyncio.run(read_topic(settings, settings.topics.dlq_topic))
+    while len(dlq) < n_expected and time.monotonic() < deadline:  # processed counts before the DLQ send lands
+        time.sleep(0.5)
+        dlq = asyncio.run(read_topic(settings, settings.topics.dlq_topic))
     source = {
         (r.partition, r.offset): r.value for r in asyncio.run(read_topic(settings, settings.topics.clickstream_topic))
     }
