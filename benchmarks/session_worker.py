@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from contextlib import ExitStack
@@ -30,9 +28,10 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from benchmarks.broker import bench_broker
 from streams.cli import DEFAULT_DATA
 from streams.datasets.readers import read_source
-from streams.devtools.local_kafka import LocalKafka, free_port
+from streams.devtools.local_kafka import free_port
 from streams.devtools.processes import WorkerEndpoint, start_worker
 from streams.devtools.replay import replay
 from streams.runtime.settings import Settings
@@ -182,18 +181,8 @@ def main() -> None:
     log = read_source(args.data, repeat=args.repeat)
     n = len(log.records)
     with ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vitrine-bench-")))
-        bootstrap = (
-            os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(LocalKafka(workdir / "kafka")).bootstrap
-        )
-        topic = f"bench-{uuid.uuid4().hex[:6]}"
-        settings = Settings(
-            kafka_bootstrap_servers=bootstrap,
-            clickstream_topic=topic,
-            regen_topic=f"{topic}-regen",
-            dlq_topic=f"{topic}-dlq",
-            topic_partitions=args.partitions,
-        )
+        workdir, settings = bench_broker(stack, "bench", args.partitions)
+        bootstrap, topic = settings.connection.kafka_bootstrap_servers, settings.topics.clickstream_topic
         loaded = asyncio.run(replay(log.records, settings, progress=False))
         print(f"loaded {n:,} events into {topic} ({args.partitions} partitions) at {loaded.rate:,.0f}/s", flush=True)
         runs: list[Run] = []

@@ -15,23 +15,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import tempfile
 import threading
 import time
-import uuid
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
+from benchmarks.broker import bench_broker
 from streams.cli import DEFAULT_DATA
 from streams.datasets.readers import ReplayRecord, read_source
-from streams.devtools.local_kafka import LocalKafka, free_port
+from streams.devtools.local_kafka import free_port
 from streams.devtools.processes import WorkerEndpoint, start_worker
 from streams.devtools.replay import replay
-from streams.runtime.settings import Settings, StoreKind
+from streams.runtime.settings import StoreKind
 from streams.worker.app import rocksdb_memory_bound
 
 MiB = 1024**2
@@ -86,18 +84,8 @@ def main() -> None:
     span_ms = int((base[-1].ts or 0) - (base[0].ts or 0)) + 1000
     samples: list[Sample] = []
     with ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vitrine-soak-")))
-        bootstrap = (
-            os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(LocalKafka(workdir / "kafka")).bootstrap
-        )
-        topic = f"soak-{uuid.uuid4().hex[:6]}"
-        settings = Settings(
-            kafka_bootstrap_servers=bootstrap,
-            app_id=topic,
-            clickstream_topic=topic,
-            regen_topic=f"{topic}-regen",
-            dlq_topic=f"{topic}-dlq",
-            topic_partitions=args.partitions,
+        workdir, settings = bench_broker(stack, "soak", args.partitions)
+        settings = settings.replace(
             store=StoreKind.ROCKSDB,
             data_dir=workdir / "store",
             session_ttl_s=args.session_ttl_s,

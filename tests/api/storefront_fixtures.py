@@ -9,32 +9,26 @@ import urllib.request
 
 from aiokafka import AIOKafkaProducer
 
-from streams.contracts.storefront import Arm, Item, ItemSource, Placement, Quality, StorefrontUpdate
+from streams.contracts.storefront import StorefrontUpdate
 from streams.runtime.kafka_config import aiokafka_options
 from streams.runtime.settings import Settings
 from streams.runtime.topics import ensure_topics
+from tests import factories
 
 
 def storefront(
     session: str, version: int, *, theme: str = "Picked for you", products: tuple[str, ...] = ("p1", "p2", "p3")
 ) -> StorefrontUpdate:
-    items = [Item(product_id=p, score=1.0 / (i + 1), source=ItemSource.RETRIEVAL) for i, p in enumerate(products)]
-    placement = Placement(
-        kind="hero", theme=theme, keywords=["running shoes"], items=items, quality=Quality(ok=True), fallback=False
-    )
     now = int(time.time() * 1000)
-    return StorefrontUpdate(
+    return factories.storefront(
+        [factories.placement(theme=theme, keywords=["running shoes"], items=factories.items(products, ranked=True))],
         session_id=session,
-        user_id=None,
         version=version,
         event_ts=now,
         requested_at_ms=now,
         published_at_ms=now + version,
         trigger="intent_drift",
-        arm=Arm.TEACHER,
         experiment_id="exp-1",
-        placements=[placement],
-        degraded=False,
     )
 
 

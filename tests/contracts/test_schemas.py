@@ -14,7 +14,7 @@ from streams.contracts.catalog_update import CatalogUpdate
 from streams.contracts.events import ClickEvent
 from streams.contracts.regen import RankerCandidates, RecentItem, RegenRequest, SessionContext
 from streams.contracts.schemas import PUBLISHED, stale_schemas
-from streams.contracts.storefront import Arm, Item, ItemSource, Placement, Quality, StorefrontUpdate
+from tests.factories import placement, storefront
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -57,28 +57,7 @@ def test_messages_the_code_emits_validate_and_broken_ones_do_not() -> None:
     assert valid("regen-request.json", regen.to_json())
     assert not valid("regen-request.json", regen.to_json().replace(b'"version":2', b'"version":"2"'))
 
-    page = StorefrontUpdate(
-        session_id="s1",
-        user_id=None,
-        version=2,
-        event_ts=1,
-        requested_at_ms=2,
-        published_at_ms=3,
-        trigger="search",
-        arm=Arm.TEACHER,
-        experiment_id="exp-1",
-        placements=[
-            Placement(
-                kind="hero",
-                theme="t",
-                keywords=["k"],
-                items=[Item(product_id="p", score=1.0, source=ItemSource.RETRIEVAL)],
-                quality=Quality(ok=True),
-                fallback=False,
-            )
-        ],
-        degraded=False,
-    )
+    page = storefront([placement()], session_id="s1", version=2, trigger="search", experiment_id="exp-1")
     assert valid("storefront-update.json", page.to_json())
     assert not valid("storefront-update.json", page.to_json().replace(b'"teacher"', b'"bandit"'))
 

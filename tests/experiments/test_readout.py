@@ -15,8 +15,9 @@ import pytest
 from streams.cli import main
 from streams.contracts.events import ClickEvent
 from streams.contracts.experiment import assign_arm
-from streams.contracts.storefront import Arm, Item, ItemSource, Placement, Quality, StorefrontUpdate
+from streams.contracts.storefront import Arm, StorefrontUpdate
 from streams.experiments.readout import readout
+from tests.factories import placement, storefront
 
 EXPERIMENT = "exp-test"
 PAGES = 3
@@ -24,20 +25,13 @@ NOISE = 0.05  # carts of products not on the page, same in both arms
 
 
 def page(session: str, version: int, arm: Arm, ts: int, products: list[str], experiment: str) -> StorefrontUpdate:
-    items = [Item(product_id=p, score=1.0, source=ItemSource.RETRIEVAL) for p in products]
-    placement = Placement(kind="hero", theme="t", keywords=["k"], items=items, quality=Quality(ok=True), fallback=False)
-    return StorefrontUpdate(
+    return storefront(
+        [placement("hero", products)],
         session_id=session,
-        user_id=None,
         version=version,
-        event_ts=ts,
-        requested_at_ms=ts,
-        published_at_ms=ts,
-        trigger="first_signal",
         arm=arm,
+        event_ts=ts,
         experiment_id=experiment,
-        placements=[placement],
-        degraded=False,
     )
 
 

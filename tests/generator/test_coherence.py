@@ -12,12 +12,13 @@ from models.context import PlacementKind
 from models.themes import ThemeReader
 from streams.catalog.products import Product
 from streams.contracts.regen import RankerCandidates, RecentItem, RegenRequest, SessionContext
-from streams.contracts.storefront import Arm, Item, ItemSource, Placement, Quality, Scope, StorefrontUpdate
+from streams.contracts.storefront import Arm, Placement, Scope, StorefrontUpdate
 from streams.generator import coherence
 from streams.generator.assembly import PlacementPlan, StorefrontAssembler
 from streams.generator.retrieval import Hit
 from streams.runtime import metrics
 from streams.runtime.settings import Settings
+from tests.factories import placement, storefront
 
 PHONE = "electronics.smartphone"
 BLENDER = "appliances.kitchen.blender"
@@ -183,29 +184,7 @@ def test_violations_are_counted_per_rule_on_a_page_and_in_prometheus() -> None:
         phone("a", "apple", 900), phone("b", "samsung", 100, title="x"), phone("c", "lg", 100, title="x")
     )
     scope = Scope(categories=[PHONE], brand="apple", max_price=500.0)
-    bad = StorefrontUpdate(
-        session_id="s",
-        user_id=None,
-        version=1,
-        event_ts=1,
-        requested_at_ms=0,
-        published_at_ms=0,
-        trigger="t",
-        arm=Arm.TEACHER,
-        degraded=False,
-        placements=[
-            Placement(
-                kind="hero",
-                theme="t",
-                keywords=[],
-                items=[Item(product_id=p, score=1.0, source=ItemSource.RETRIEVAL) for p in "abc"],
-                quality=Quality(ok=True),
-                fallback=False,
-                scope=scope,
-            ),
-            Placement(kind="explore", theme="t", keywords=[], items=[], quality=Quality(ok=True), fallback=False),
-        ],
-    )
+    bad = storefront([placement("hero", "abc", scope=scope), placement("explore", ())])
     found = coherence.violations(bad, products.get, {"hero": 2})
     assert found == {
         coherence.Rule.PRICE_BOUND: 1,  # a at 900

@@ -9,10 +9,11 @@ from pydantic import ValidationError
 
 from streams.contracts.experiment import assign_arm, stable_bucket
 from streams.contracts.regen import RegenRequest, SessionContext
-from streams.contracts.storefront import Arm, Item, ItemSource, Placement, Quality, StorefrontUpdate
+from streams.contracts.storefront import Arm, ItemSource, Quality, StorefrontUpdate
 from streams.generator.assembly import StorefrontAssembler
 from streams.generator.pipeline import StorefrontGenerator, coalesce
 from streams.runtime.settings import Settings
+from tests.factories import items, placement, storefront
 
 
 def request(session: str, version: int) -> RegenRequest:
@@ -75,34 +76,20 @@ def test_the_experiment_id_fits_the_hash_key() -> None:
 
 
 def test_storefront_update_round_trips_and_lists_its_products_in_page_order() -> None:
-    update = StorefrontUpdate(
-        session_id="s",
-        user_id="u",
-        version=2,
-        event_ts=1,
-        requested_at_ms=2,
-        published_at_ms=3,
-        trigger="search",
-        arm=Arm.GENERATIVE,
-        placements=[
-            Placement(
-                kind="hero",
-                theme="t",
-                keywords=["k"],
-                items=[Item(product_id=p, score=1.0, source=ItemSource.RETRIEVAL) for p in ("1", "2")],
-                quality=Quality(ok=True),
-                fallback=False,
-            ),
-            Placement(
-                kind="deals",
+    update = storefront(
+        [
+            placement("hero", ("1", "2")),
+            placement(
+                "deals",
                 theme="d",
-                keywords=[],
-                items=[Item(product_id="3", score=0.5, source=ItemSource.POPULARITY)],
+                items=items(["3"], ItemSource.POPULARITY),
                 quality=Quality(ok=False, reasons=["duplicate_theme"]),
                 fallback=True,
             ),
         ],
-        degraded=False,
+        user_id="u",
+        version=2,
+        arm=Arm.GENERATIVE,
     )
     assert StorefrontUpdate.from_json(update.to_json()) == update
     assert update.product_ids() == ["1", "2", "3"]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streams.contracts.regen import RegenRequest
 from streams.runtime.settings import Settings
 from streams.runtime.topics import read_topic
+from tests.conftest import WorkerProcess
 from tests.worker.test_app import wait_for_changelog
 
 Expected = dict[bytes, dict[str, object]]
@@ -52,8 +54,22 @@ def assert_no_request_version_lost(settings: Settings, expected: Expected) -> tu
     return total, copies
 
 
-def assert_sessions_equal(settings: Settings, expected: Expected, timeout_s: float = 60) -> None:
-    wait_for_changelog(settings, expected, timeout_s)
+def assert_sessions_equal(
+    settings: Settings, expected: Expected, timeout_s: float = 60, *, workers: Sequence[WorkerProcess] = ()
+) -> None:
+    """On a mismatch the message carries each worker's progress and log tail: CI keeps nothing else."""
+    try:
+        wait_for_changelog(settings, expected, timeout_s)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}{''.join(_evidence(w) for w in workers)}") from None
+
+
+def _evidence(worker: WorkerProcess) -> str:
+    try:
+        processed = f"{worker.endpoint.processed():.0f} events processed"
+    except OSError:
+        processed = "not answering"
+    return f"\n--- {worker.log_path.name} (exit {worker.proc.poll()}, {processed}):\n{worker.log_tail(6000)}"
 
 
 def wait_for(check: object, timeout_s: float, what: str) -> float:

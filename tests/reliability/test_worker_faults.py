@@ -58,7 +58,7 @@ def test_sigkill_mid_replay_recovers_within_15s_and_loses_nothing(
         recovery_s = time.monotonic() - killed
         sender.join()
         expected = reference(records, settings)
-        assert_sessions_equal(settings, expected)
+        assert_sessions_equal(settings, expected, workers=[first, second])
         requests, copies = assert_no_request_version_lost(settings, expected)
         assert second.endpoint.metric("vitrine_agent_crashes_total") == 0
     finally:
