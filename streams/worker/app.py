@@ -23,6 +23,7 @@ from streams.runtime.dlq import DeadLetters, Rejected
 from streams.runtime.faust_app import AgentHealth, codec_table, faust_app
 from streams.runtime.process import prepare_process
 from streams.runtime.settings import Settings, StoreKind
+from streams.runtime.stall import StallWatch, consumer_internals
 from streams.runtime.web import add_endpoints
 from streams.worker.codecs import PRODUCT_SIGNAL_CODEC, SESSION_STATE_CODEC
 from streams.worker.intent import load_intent_space
@@ -35,6 +36,7 @@ from streams.worker.watermark import Watermark, plausible_time
 log = logging.getLogger(__name__)
 
 _STATE_SIZE_SAMPLE = 256
+STALL_WARN_S = 15.0  # three gauge refreshes without progress
 SESSIONS_TABLE = "sessions"
 RANKER_TABLE = "ranker"
 TABLES = (SESSIONS_TABLE, RANKER_TABLE)
@@ -75,6 +77,7 @@ class SessionWorker:
     health: AgentHealth
     watermark: Watermark = field(default_factory=Watermark)
     lag_labels: set[tuple[str, str]] = field(default_factory=set)
+    stalls: StallWatch = field(default_factory=lambda: StallWatch(warn_after_s=STALL_WARN_S))
     dirty: dict[bytes, SessionState] = field(default_factory=dict)
     dirty_signals: set[bytes] = field(default_factory=set)
     unacked: list[EventT] = field(default_factory=list)
@@ -181,10 +184,26 @@ class SessionWorker:
             highwater = consumer.highwater(tp)
             if position is not None and highwater is not None:
                 labels = (tp.topic, str(tp.partition))
-                metrics.LAG.labels(*labels).set(max(0, highwater - position))
+                lag = max(0, highwater - position)
+                metrics.LAG.labels(*labels).set(lag)
                 owned.add(labels)
+                stalled = self.stalls.observe(labels, position, lag, time.monotonic())
+                if stalled >= self.stalls.warn_after_s:
+                    log.warning(
+                        "partition stalled",
+                        extra={
+                            "topic": tp.topic,
+                            "partition": tp.partition,
+                            "stalled_s": round(stalled, 1),
+                            "position": position,
+                            "highwater": highwater,
+                            "unacked_events": len(self.unacked),
+                            **consumer_internals(consumer, tp),
+                        },
+                    )
         for labels in self.lag_labels - owned:  # a partition given away: its lag is its new owner's to report
             metrics.LAG.remove(*labels)
+            self.stalls.forget(labels)
         self.lag_labels = owned
 
     def is_ready(self) -> bool:

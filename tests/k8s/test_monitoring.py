@@ -22,6 +22,7 @@ REQUIRED_ALERTS = {
     "VitrineAgentRestarts": "vitrine_agent_crashes_total",
     "VitrineDegradedPages": "vitrine_storefronts_degraded_total",
     "VitrineNotReady": "vitrine_ready",
+    "VitrinePartitionStalled": "vitrine_partition_stalled_seconds",
 }
 METRIC = re.compile(r"\bvitrine_[a-z0-9_]+\b")
 
