@@ -12,6 +12,16 @@ case) never met a suspension point, so no rebalance could have happened during i
 abandon. One that does suspend is resumed under today's ``wait_first`` race, exactly where it stopped, so
 the PR #223 protection holds. As an upstream change this is the one line in ``_drain_messages`` below.
 
+The copy also closes a race of the original. After a delivery it records the message as the partition's read
+offset, and later messages below that offset are dropped as already read. A seek to the committed offsets
+(``perform_seek``, run when a rebalance or a recovery completes) that lands while a delivery is suspended is
+then overwritten by the stale offset: the re-fetched messages between the committed offset and it are dropped
+unseen, never acked, and the partition's commit sticks at its head (the shape of the generator's page loss
+after a SIGKILL, RELIABILITY.md). Here ``perform_seek`` and ``seek`` advance a per-consumer count, and a
+delivery that spanned one leaves the read offset as the seek set it. Every message the read-offset filter
+drops is counted (``vitrine_messages_dropped_total``) and logged, rate-limited: outside that race it should
+not happen.
+
 ``install()`` swaps in the patched ``_drain_messages`` only when the installed Faust's is, source for source,
 the one this was written against (``ORIGINAL_SHA256``); otherwise it raises, so an upgrade fails at start
 and in ``tests/runtime/test_faust_fastpath.py`` instead of silently running an outdated copy.
@@ -20,10 +30,12 @@ and in ``tests/runtime/test_faust_fastpath.py`` instead of silently running an o
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import inspect
+import logging
 import textwrap
-from collections.abc import AsyncIterator, Coroutine, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from typing import Any, cast
 
 import faust
@@ -33,12 +45,26 @@ from faust.types import Message
 from faust.types.transports import ConsumerCallback
 from mode import Service, ServiceT
 
+from streams.runtime import metrics
+
 FAUST_VERSION = "0.15.3"
 # sha256 of ``inspect.getsource(faust.transport.consumer.Consumer._drain_messages)`` in that version.
 ORIGINAL_SHA256 = "8f35dd7a11144daa6ec9a3739a497b03a9dd6b57cca18aa861bb4a549400fc68"
 
 
 _FAUST_DRAIN_MESSAGES = Consumer._drain_messages
+# Every Faust method that sets ``_read_offset`` to a position it seeks to, as Faust defines it.
+_SEEKING = {
+    (cls, name): getattr(cls, name)
+    for cls, name in (
+        (faust_consumer.Consumer, "perform_seek"),
+        (faust_consumer.Consumer, "seek"),
+        (faust_consumer.ThreadDelegateConsumer, "seek_wait"),
+    )
+}
+_SEEKS = "_vitrine_seeks"  # the per-consumer count of seeks, an attribute on Faust's consumer
+
+log = logging.getLogger(__name__)
 
 
 class FaustInternalsChanged(RuntimeError):
@@ -97,7 +123,34 @@ async def deliver(consumer: Consumer, callback: ConsumerCallback, message: Messa
     await consumer.wait_first(_resume(coro, yielded), consumer.suspend_flow.wait())
 
 
-# Faust's ``Consumer._drain_messages`` of faust-streaming 0.15.3, unchanged but for the delivery line.
+def seeks(consumer: Consumer) -> int:
+    """How many seeks have set ``consumer``'s read offsets so far."""
+    count: int = getattr(consumer, _SEEKS, 0)
+    return count
+
+
+def _counted(seek: Callable[..., Awaitable[None]]) -> Callable[..., Coroutine[Any, Any, None]]:
+    """``seek`` (a Faust method that sets read offsets), advancing the consumer's seek count once it is done."""
+
+    @functools.wraps(seek)
+    async def counted(self: Consumer, *args: Any) -> None:
+        try:
+            await seek(self, *args)
+        finally:
+            setattr(self, _SEEKS, seeks(self) + 1)
+
+    return counted
+
+
+def _dropped(message: Message, read_offset: int) -> None:
+    metrics.DROPPED.labels(message.topic).inc()
+    log.warning(
+        "message below the read offset dropped",
+        extra={"topic": message.topic, "partition": message.partition, "offset": message.offset, "read": read_offset},
+    )
+
+
+# Faust's ``Consumer._drain_messages`` of faust-streaming 0.15.3, unchanged but for the lines marked "was:".
 async def _drain_messages(self: Consumer, fetcher: ServiceT) -> None:  # pragma: no cover - Faust's own loop
     callback = self.callback
     getmany = self.getmany
@@ -139,10 +192,12 @@ async def _drain_messages(self: Consumer, fetcher: ServiceT) -> None:  # pragma:
                         if commit_every is not None and self._n_acked >= commit_every:
                             self._n_acked = 0
                             await self.commit()
+                        seeks_before = seeks(self)
                         await deliver(self, callback, message)  # was: await self.wait_first(callback(message), ...)
-                        set_read_offset(tp, offset)
+                        if seeks(self) == seeks_before:  # was: unconditional (a seek meanwhile set it afresh)
+                            set_read_offset(tp, offset)
                     else:
-                        self.log.dev("DROPPED MESSAGE ROFF %r: k=%r v=%r", offset, message.key, message.value)
+                        _dropped(message, r_offset)  # was: self.log.dev("DROPPED MESSAGE ROFF ...")
                 unset_flag(flag_consumer_fetching)
 
     except self.consumer_stopped_errors:
@@ -172,6 +227,8 @@ def check() -> None:
 
 
 def install() -> None:
-    """Replace ``Consumer._drain_messages`` with the fast-path copy (idempotent)."""
+    """Replace ``Consumer._drain_messages`` with the fast-path copy, and count seeks (idempotent)."""
     check()
     faust_consumer.Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
+    for (cls, name), faust_seek in _SEEKING.items():
+        setattr(cls, name, _counted(faust_seek))

@@ -27,14 +27,19 @@ class JsonFormatter(logging.Formatter):
 
 
 class RateLimit(logging.Filter):
-    """At most one record per (logger, message template) every ``interval_s`` from the noisy client loggers.
+    """At most one record per (logger, message template) every ``interval_s`` from the noisy loggers.
 
     aiokafka logs every failed reconnect attempt at ERROR (aio-libs/aiokafka#496): a 15 s broker
     outage wrote 236,197 lines. The first of a burst passes; the next one to pass says how many were
-    dropped in between (``suppressed``), so the count is never lost.
+    dropped in between (``suppressed``), so the count is never lost. The fast path's dropped-message
+    warning is one per message, so it is limited too.
     """
 
-    def __init__(self, interval_s: float = 10.0, prefixes: tuple[str, ...] = ("aiokafka", "kafka")) -> None:
+    def __init__(
+        self,
+        interval_s: float = 10.0,
+        prefixes: tuple[str, ...] = ("aiokafka", "kafka", "streams.runtime.faust_fastpath"),
+    ) -> None:
         super().__init__()
         self.interval_s = interval_s
         self.prefixes = prefixes

@@ -23,6 +23,12 @@ EXPIRED = Counter("vitrine_expired_sessions", "Idle sessions removed from the ta
 SESSIONS = Gauge("vitrine_sessions", "Sessions held in this worker's table partitions.", registry=REGISTRY)
 STATE_BYTES = Gauge("vitrine_session_state_bytes", "Mean encoded size of one session state.", registry=REGISTRY)
 LAG = Gauge("vitrine_consumer_lag", "Messages behind the high watermark.", ["topic", "partition"], registry=REGISTRY)
+DROPPED = Counter(
+    "vitrine_messages_dropped",
+    "Fetched messages Faust's read-offset filter dropped as already read (expected 0; see faust_fastpath).",
+    ["topic"],
+    registry=REGISTRY,
+)
 STALLED = Gauge(
     "vitrine_partition_stalled_seconds",
     "Seconds an owned partition's position has not moved while it has lag (0 while it moves).",

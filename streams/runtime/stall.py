@@ -25,7 +25,10 @@ class StallWatch:
     def observe(self, labels: Labels, position: int, lag: int, now: float) -> float:
         """Seconds the position has stood still with lag, 0 while it moves or nothing waits."""
         seen = self.since.get(labels)
-        if lag == 0 or seen is None or seen[0] != position:
+        if lag == 0:  # caught up: a stall starts counting from the first look that finds lag waiting
+            self.since.pop(labels, None)
+            stalled = 0.0
+        elif seen is None or seen[0] != position:
             self.since[labels] = (position, now)
             stalled = 0.0
         else:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -54,7 +55,8 @@ def test_the_preview_page_shows_a_storefront_and_follows_its_new_versions(
     publish(settings, [storefront("shopper-1", 1, theme="Trail running", products=("p1", "p2", "p3"))])
     api = worker_factory(settings, command="api")
     api.wait_ready()
-    wait = WebDriverWait(browser, 30, poll_frequency=0.1)
+    # The page re-renders a new version in place: an element found just before that is stale, so look again.
+    wait = WebDriverWait(browser, 30, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
 
     browser.get(f"{api.endpoint.base_url}/preview")
     wait.until(lambda c: c.find_elements(By.CSS_SELECTOR, 'li[data-session="shopper-1"]'))

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from faust.transport.consumer import Consumer
+from faust.types import TP as FaustTP
 from mode import Service
 
-from streams.runtime import faust_fastpath
+from streams.runtime import faust_fastpath, metrics
 from streams.runtime.faust_fastpath import FaustInternalsChanged, deliver
 
 
@@ -123,3 +127,81 @@ def test_while_the_flow_is_suspended_delivery_takes_faust_own_path() -> None:
         return consumer.raced
 
     assert asyncio.run(main()) == 1
+
+
+class DrainingConsumer(FakeConsumer):
+    """What the copied ``_drain_messages`` reads of a Faust consumer; ``rounds`` are the fetches, in order."""
+
+    consumer_stopped_errors = ()
+
+    def __init__(self, rounds: list[list[int]], callback: Any, committed: int) -> None:
+        super().__init__()
+        self.rounds, self.callback, self.committed = rounds, callback, committed
+        self._read_offset: dict[Any, int | None] = defaultdict(lambda: None)
+        self._committed_offset: dict[Any, int | None] = defaultdict(lambda: None)
+        self._commit_every = None
+        self._n_acked = 0
+        self.diag: Any = SimpleNamespace(set_flag=lambda flag: None, unset_flag=lambda flag: None)
+        self.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: False))
+        self.fetcher = Service()
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+        if not self.rounds:
+            self.fetcher._stopped.set()
+            return
+        for offset in self.rounds.pop(0):
+            yield TP, SimpleNamespace(topic="clicks", partition=0, offset=offset, key=None, value=None)
+
+    async def seek_to_committed(self) -> dict[Any, int]:
+        return {TP: self.committed}
+
+
+TP = FaustTP("clicks", 0)
+
+
+def drain(seek_while_delivering: bool) -> tuple[list[int], int | None, float]:
+    """Fetch 50, a seek back to the committed 10 lands while 50's delivery waits, then 10-12 come again."""
+
+    async def main() -> tuple[list[int], int | None]:
+        delivered: list[int] = []
+        room = asyncio.Event()
+
+        async def callback(message: Any) -> None:
+            if message.offset == 50:
+                await room.wait()  # a full stream queue
+            delivered.append(message.offset)
+
+        consumer = DrainingConsumer([[50], [10, 11, 12]], callback, committed=10)
+
+        async def rebalance_completes() -> None:
+            await asyncio.sleep(0.01)
+            try:
+                if seek_while_delivering:
+                    await Consumer.perform_seek(consumer)  # type: ignore[arg-type]
+            finally:
+                room.set()
+
+        task = asyncio.create_task(rebalance_completes())
+        await faust_fastpath._drain_messages(consumer, consumer.fetcher)  # type: ignore[arg-type]
+        await task
+        return delivered, consumer._read_offset[TP]
+
+    faust_fastpath.install()
+    before = dropped()
+    delivered, read_offset = asyncio.run(main())
+    return delivered, read_offset, dropped() - before
+
+
+def dropped() -> float:
+    return metrics.REGISTRY.get_sample_value("vitrine_messages_dropped_total", {"topic": "clicks"}) or 0.0
+
+
+def test_a_seek_during_a_delivery_keeps_its_read_offset_so_the_refetched_messages_are_served() -> None:
+    delivered, read_offset, lost = drain(seek_while_delivering=True)
+    assert delivered == [50, 10, 11, 12] and read_offset == 12 and lost == 0
+
+
+def test_control_without_a_seek_messages_below_the_read_offset_are_dropped_and_counted() -> None:
+    """Faust's read-offset filter itself, which the race above turned against the re-fetched messages."""
+    delivered, read_offset, lost = drain(seek_while_delivering=False)
+    assert delivered == [50] and read_offset == 50 and lost == 3
