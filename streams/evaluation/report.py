@@ -86,8 +86,9 @@ def comparisons(run: EvalRun, rows: list[Row]) -> list[Paired]:
         best = max(traditional, key=lambda r: r.hit.value)
         out += [paired(run, target, c.strategy, best.strategy) for c in cascades]
         names = [c.strategy for c in cascades]
-        if "student cascade (fused)" in names and "teacher cascade (fused)" in names:
-            out.append(paired(run, target, "student cascade (fused)", "teacher cascade (fused)"))
+        for variant in ("student cascade (fused)", "teacher cascade (learned ranker)"):
+            if variant in names and "teacher cascade (fused)" in names:
+                out.append(paired(run, target, variant, "teacher cascade (fused)"))
     return out
 
 
