@@ -126,14 +126,16 @@ class Recorder:
 class Examples:
     rows: list[np.ndarray] = field(default_factory=list)
     labels: list[np.ndarray] = field(default_factory=list)
+    keys: list[tuple[str, str]] = field(default_factory=list)  # (position's event id, shelf) per group
     shelves: Counter[str] = field(default_factory=Counter)  # positive groups per shelf
     positions: int = 0
 
-    def add(self, candidates: Candidates, rows: np.ndarray, relevant: frozenset[str]) -> None:
+    def add(self, candidates: Candidates, rows: np.ndarray, relevant: frozenset[str], event_id: str) -> None:
         labels = np.array([p in relevant for p in candidates.products], dtype=np.float32)
         if len(labels) > 1 and labels.any():  # a group without a positive, or of one row, teaches nothing
             self.rows.append(rows)
             self.labels.append(labels)
+            self.keys.append((event_id, str(candidates.shelf)))
             self.shelves[str(candidates.shelf)] += 1
 
 
@@ -181,7 +183,7 @@ def collect(
             assembler.assemble(request, arm=Arm.TEACHER, plans=plan.placements, hide=position.exclude)
             examples.positions += 1
             for candidates, rows in recorder.groups:
-                examples.add(candidates, rows, position.relevant)
+                examples.add(candidates, rows, position.relevant, position.event_id)
         for e in group:  # only now does the group become the past
             history.observe(e.click)
         if progress is not None:

@@ -229,7 +229,7 @@ class LearnedRanker:
         if not model.is_file():
             raise RankerError(f"no ranker model at {model}")
         try:
-            booster = lightgbm.Booster(model_file=str(model), params={"num_threads": 1})
+            booster = lightgbm.Booster(model_file=str(model))
         except lightgbm.basic.LightGBMError as exc:
             raise RankerError(f"unreadable ranker model {model}: {exc}") from None
         names = tuple(booster.feature_name())
