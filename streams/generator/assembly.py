@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, zip_longest
 
@@ -264,7 +264,7 @@ class StorefrontAssembler:
         placement's worth from the ranker lists as ``because_you_viewed`` fuses them."""
         source = ItemSource.PURCHASE_HISTORY if shelf is OwnShelf.BUY_AGAIN else ItemSource.RECENTLY_VIEWED
         blocked = page.taken  # the own products were chosen for this shelf (bought ones only on buy-again)
-        mine = iter(self._own_order(shelf, own_products(shelf, request.context), source, page))
+        mine = self._own_order(shelf, own_products(shelf, request.context), source, page)
         floor = self.diversity_floor.get(shelf.value, 1)
         n = self.items_per_placement
         chosen = _select(mine, OWN_SPAN[shelf] * n, floor, Scope(), self.products, page, blocked)
@@ -304,32 +304,28 @@ class StorefrontAssembler:
         }
         if self.learned is not None and page.signals is not None and kind in self.learned.shelves:
             pool = list(dict.fromkeys(chain.from_iterable(admitted.values())))
-            fused = self._by_model(Candidates(kind, pool, retrieved or {}), page.signals)
+            fused: Iterable[Fused] = self._by_model(Candidates(kind, pool, retrieved or {}), page.signals)
         else:
             fused = fuse(admitted, self.weights[kind], n=sum(map(len, admitted.values())), facts=self.facts)
         top_up = (f for f in _top_up(ranker) if coherence.admits(scope, self.products(f.product_id)))
         floor = self.diversity_floor.get(kind.value, 1) if coherence.floor_applies(scope) else 1
         return _select(chain(fused, top_up), n, floor, scope, self.products, page, blocked)
 
-    def _by_model(self, candidates: Candidates, signals: PageSignals) -> list[Fused]:
-        """The candidates by the learned ranker's score, best first (ties by product id)."""
+    def _by_model(self, candidates: Candidates, signals: PageSignals) -> Iterator[Fused]:
+        """The candidates by the learned ranker's score, best first (ties by product id); lazily, so only the items
+        a placement takes are given a source."""
         assert self.learned is not None
         scores = self.learned.scores(candidates, feature_rows(signals, candidates, self.products))
-        order = sorted(range(len(candidates.products)), key=lambda i: (-scores[i], candidates.products[i]))
-        return [
-            Fused(
-                candidates.products[i],
-                round(float(scores[i]), 6),
-                best_source(signals, candidates, candidates.products[i]),
-            )
-            for i in order
-        ]
+        retrieval_ranks = {p: rank for rank, p in enumerate(candidates.retrieval)}
+        for i in sorted(range(len(candidates.products)), key=lambda i: (-scores[i], candidates.products[i])):
+            product = candidates.products[i]
+            yield Fused(product, round(float(scores[i]), 6), best_source(signals, retrieval_ranks, product))
 
-    def _own_order(self, shelf: Shelf, own: list[str], source: ItemSource, page: _Page) -> list[Fused]:
+    def _own_order(self, shelf: Shelf, own: list[str], source: ItemSource, page: _Page) -> Iterator[Fused]:
         """An own shelf's products: as the context lists them (reciprocal rank), or by the learned ranker."""
         if self.learned is None or page.signals is None or shelf not in self.learned.shelves:
-            return [Fused(p, round(1.0 / (1 + rank), 6), source) for rank, p in enumerate(own)]
-        return [Fused(f.product_id, f.score, source) for f in self._by_model(Candidates(shelf, own), page.signals)]
+            return (Fused(p, round(1.0 / (1 + rank), 6), source) for rank, p in enumerate(own))
+        return (Fused(f.product_id, f.score, source) for f in self._by_model(Candidates(shelf, own), page.signals))
 
 
 def _select(

@@ -72,6 +72,9 @@ FEATURES: tuple[str, ...] = (
 )
 CATEGORICAL = ("shelf",)
 SHELVES: dict[str, Shelf] = {str(shelf): shelf for shelf in SHELF_INDEX}
+_SHELF, _RETRIEVAL_RANK, _RETRIEVAL_SCORE, _CHANNELS = (
+    FEATURES.index(name) for name in ("shelf", "retrieval_rank", "retrieval_score", "channels")
+)
 
 
 class RankerError(VitrineError):
@@ -102,6 +105,9 @@ class PageSignals:
     brands: dict[str, int]
     bands: dict[str, int]
     price_mid: float | None  # the middle of the session's top price band
+    # product -> its row before the placement's own columns (shelf, retrieval): a page's placements share most
+    # candidates, so each is described once per page (the bar: page assembly p99 at most 5 ms)
+    rows: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, request: RegenRequest) -> PageSignals:
@@ -145,24 +151,40 @@ class Candidates:
 
 def feature_rows(signals: PageSignals, candidates: Candidates, products: ProductLookup) -> np.ndarray:
     """One row of ``FEATURES`` per candidate (float32: what LightGBM bins)."""
-    retrieval_rank = {p: r for r, p in enumerate(candidates.retrieval)}
     rows = np.empty((len(candidates.products), len(FEATURES)), dtype=np.float32)
-    shelf = SHELF_INDEX[candidates.shelf]
+    index: dict[str, int] = {}
     for i, product in enumerate(candidates.products):
-        covis = signals.covis.get(product)
-        category = signals.category.get(product)
-        popular = signals.popular.get(product)
-        purchased = signals.purchased.get(product)
-        recent = signals.recent.get(product)
-        retrieved = product in candidates.retrieval
-        facts = products(product)
-        cat = facts.category if facts is not None else None
-        brand = facts.brand if facts is not None else None
-        price = facts.price if facts is not None else None
-        rows[i] = (
-            shelf,
-            retrieval_rank[product] if retrieved else MISSING_RANK,
-            candidates.retrieval[product] if retrieved else 0.0,
+        row = signals.rows.get(product)
+        if row is None:
+            row = signals.rows[product] = _product_row(signals, product, products)
+        rows[i] = row
+        index[product] = i
+    rows[:, _SHELF] = SHELF_INDEX[candidates.shelf]
+    for rank, (product, score) in enumerate(candidates.retrieval.items()):
+        at = index.get(product)
+        if at is not None:
+            rows[at, _RETRIEVAL_RANK] = rank
+            rows[at, _RETRIEVAL_SCORE] = score
+            rows[at, _CHANNELS] += 1
+    return rows
+
+
+def _product_row(signals: PageSignals, product: str, products: ProductLookup) -> np.ndarray:
+    """A candidate's features on this page but the placement's own (shelf, retrieval: left as not retrieved)."""
+    covis = signals.covis.get(product)
+    category = signals.category.get(product)
+    popular = signals.popular.get(product)
+    purchased = signals.purchased.get(product)
+    recent = signals.recent.get(product)
+    facts = products(product)
+    cat = facts.category if facts is not None else None
+    brand = facts.brand if facts is not None else None
+    price = facts.price if facts is not None else None
+    return np.array(
+        (
+            0,
+            MISSING_RANK,
+            0.0,
             covis[0] if covis else MISSING_RANK,
             covis[1] if covis else 0.0,
             category[0] if category else MISSING_RANK,
@@ -173,20 +195,21 @@ def feature_rows(signals: PageSignals, candidates: Candidates, products: Product
             purchased if purchased is not None else MISSING_RANK,
             recent[0] if recent else MISSING_RANK,
             recent[1] if recent else 0,
-            sum(x is not None for x in (covis, category, popular, purchased, recent)) + retrieved,
+            sum(x is not None for x in (covis, category, popular, purchased, recent)),
             signals.categories.get(cat, MISSING_RANK) if cat is not None else MISSING_RANK,
             signals.brands.get(brand, MISSING_RANK) if brand is not None else MISSING_RANK,
             signals.bands.get(price_band(price), MISSING_RANK) if price is not None else MISSING_RANK,
             math.log2(max(price, 0.01) / signals.price_mid) if price is not None and signals.price_mid else 0.0,
-        )
-    return rows
+        ),
+        dtype=np.float32,
+    )
 
 
-def best_source(signals: PageSignals, candidates: Candidates, product: str) -> ItemSource:
+def best_source(signals: PageSignals, retrieval_ranks: Mapping[str, int], product: str) -> ItemSource:
     """The channel that ranks a product highest: what the published item names as its source."""
     ranks: list[tuple[int, ItemSource]] = []
-    if product in candidates.retrieval:
-        ranks.append((list(candidates.retrieval).index(product), ItemSource.RETRIEVAL))
+    if product in retrieval_ranks:
+        ranks.append((retrieval_ranks[product], ItemSource.RETRIEVAL))
     if product in signals.covis:
         ranks.append((signals.covis[product][0], ItemSource.COVISITATION))
     if product in signals.category:
