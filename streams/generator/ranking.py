@@ -107,7 +107,7 @@ class PageSignals:
     price_mid: float | None  # the middle of the session's top price band
     # product -> its row before the placement's own columns (shelf, retrieval): a page's placements share most
     # candidates, so each is described once per page (the bar: page assembly p99 at most 5 ms)
-    rows: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    rows: dict[str, tuple[float, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, request: RegenRequest) -> PageSignals:
@@ -151,25 +151,27 @@ class Candidates:
 
 def feature_rows(signals: PageSignals, candidates: Candidates, products: ProductLookup) -> np.ndarray:
     """One row of ``FEATURES`` per candidate (float32: what LightGBM bins)."""
-    rows = np.empty((len(candidates.products), len(FEATURES)), dtype=np.float32)
-    index: dict[str, int] = {}
-    for i, product in enumerate(candidates.products):
-        row = signals.rows.get(product)
+    cached = signals.rows
+    listed = []
+    for product in candidates.products:
+        row = cached.get(product)
         if row is None:
-            row = signals.rows[product] = _product_row(signals, product, products)
-        rows[i] = row
-        index[product] = i
+            row = cached[product] = _product_row(signals, product, products)
+        listed.append(row)
+    rows = np.array(listed, dtype=np.float32).reshape(len(listed), len(FEATURES))
     rows[:, _SHELF] = SHELF_INDEX[candidates.shelf]
-    for rank, (product, score) in enumerate(candidates.retrieval.items()):
-        at = index.get(product)
-        if at is not None:
-            rows[at, _RETRIEVAL_RANK] = rank
-            rows[at, _RETRIEVAL_SCORE] = score
-            rows[at, _CHANNELS] += 1
+    if candidates.retrieval:
+        index = {product: i for i, product in enumerate(candidates.products)}
+        for rank, (product, score) in enumerate(candidates.retrieval.items()):
+            at = index.get(product)
+            if at is not None:
+                rows[at, _RETRIEVAL_RANK] = rank
+                rows[at, _RETRIEVAL_SCORE] = score
+                rows[at, _CHANNELS] += 1
     return rows
 
 
-def _product_row(signals: PageSignals, product: str, products: ProductLookup) -> np.ndarray:
+def _product_row(signals: PageSignals, product: str, products: ProductLookup) -> tuple[float, ...]:
     """A candidate's features on this page but the placement's own (shelf, retrieval: left as not retrieved)."""
     covis = signals.covis.get(product)
     category = signals.category.get(product)
@@ -180,28 +182,27 @@ def _product_row(signals: PageSignals, product: str, products: ProductLookup) ->
     cat = facts.category if facts is not None else None
     brand = facts.brand if facts is not None else None
     price = facts.price if facts is not None else None
-    return np.array(
-        (
-            0,
-            MISSING_RANK,
-            0.0,
-            covis[0] if covis else MISSING_RANK,
-            covis[1] if covis else 0.0,
-            category[0] if category else MISSING_RANK,
-            category[1] if category else 0.0,
-            category[2] if category else MISSING_RANK,
-            popular[0] if popular else MISSING_RANK,
-            popular[1] if popular else 0.0,
-            purchased if purchased is not None else MISSING_RANK,
-            recent[0] if recent else MISSING_RANK,
-            recent[1] if recent else 0,
-            sum(x is not None for x in (covis, category, popular, purchased, recent)),
-            signals.categories.get(cat, MISSING_RANK) if cat is not None else MISSING_RANK,
-            signals.brands.get(brand, MISSING_RANK) if brand is not None else MISSING_RANK,
-            signals.bands.get(price_band(price), MISSING_RANK) if price is not None else MISSING_RANK,
-            math.log2(max(price, 0.01) / signals.price_mid) if price is not None and signals.price_mid else 0.0,
-        ),
-        dtype=np.float32,
+    channels = (covis is not None) + (category is not None) + (popular is not None)
+    channels += (purchased is not None) + (recent is not None)
+    return (
+        0.0,
+        MISSING_RANK,
+        0.0,
+        covis[0] if covis else MISSING_RANK,
+        covis[1] if covis else 0.0,
+        category[0] if category else MISSING_RANK,
+        category[1] if category else 0.0,
+        category[2] if category else MISSING_RANK,
+        popular[0] if popular else MISSING_RANK,
+        popular[1] if popular else 0.0,
+        purchased if purchased is not None else MISSING_RANK,
+        recent[0] if recent else MISSING_RANK,
+        recent[1] if recent else 0.0,
+        channels,
+        signals.categories.get(cat, MISSING_RANK) if cat is not None else MISSING_RANK,
+        signals.brands.get(brand, MISSING_RANK) if brand is not None else MISSING_RANK,
+        signals.bands.get(price_band(price), MISSING_RANK) if price is not None else MISSING_RANK,
+        math.log2(max(price, 0.01) / signals.price_mid) if price is not None and signals.price_mid else 0.0,
     )
 
 
