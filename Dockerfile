@@ -72,12 +72,17 @@ ENV VIRTUAL_ENV=/opt/venv \
     VITRINE_CATALOG_DIR=/catalog \
     VITRINE_MODEL_DIR=/models/student \
     VITRINE_EMBEDDER_DIR=/opt/vitrine/embedder
+# libgomp1: LightGBM's OpenMP runtime (the learned ranker, VITRINE_RANKER_MODEL); a shared library, no compiler.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid ${UID} vitrine \
     && useradd --system --uid ${UID} --gid ${UID} --home-dir /home/vitrine --create-home \
        --shell /usr/sbin/nologin vitrine \
     && install -d -o ${UID} -g ${UID} -m 0750 /var/lib/vitrine
 COPY --from=embedder /opt/vitrine/embedder/ /opt/vitrine/embedder/
 COPY models/student/ /models/student/
+COPY models/ranker/ /models/ranker/
 COPY ${ARTIFACTS}/models/ /models/
 COPY ${ARTIFACTS}/catalog/ /catalog/
 WORKDIR /home/vitrine

@@ -164,6 +164,26 @@ def _parser() -> argparse.ArgumentParser:
         help="with --catalog: grid-search fusion weights on the earliest FRACTION of the log's events, report "
         "them scored on the rest (writes --out)",
     )
+    e.add_argument(
+        "--ranker",
+        type=Path,
+        help="with --catalog: a learned ranker dir (vitrine train-ranker) adds the teacher cascade (learned ranker) "
+        "row; only positions at or after its training split are scored (every row)",
+    )
+
+    tr = sub.add_parser(
+        "train-ranker",
+        help="train the learned fusion (LightGBM LambdaMART) on the earlier part of a log's replay",
+        description="Replays the log under the evaluation's protocol up to the split (clickstreams: the earliest "
+        "FRACTION of the events; Online Retail: the report's cutoff), collects every placement's candidates and "
+        "features from the generator's own assembly, and writes ranker.txt and ranker_card.json to --out.",
+    )
+    tr.add_argument("path", type=Path, help="REES46 CSV or Online Retail II CSV(.gz)")
+    tr.add_argument("--format", choices=["rees46", "online-retail", "jsonl"], help="default: from the file's header")
+    tr.add_argument("--catalog", type=Path, required=True, help="the catalog dir the evaluation uses")
+    tr.add_argument("--out", type=output_dir, required=True, help="model dir, e.g. models/ranker/rees46")
+    tr.add_argument("--fraction", type=float, default=0.6, help="clickstreams: share of events to train on (0.6)")
+    tr.add_argument("--sample", type=float, default=1.0, help="hash share of sessions/customers to train on (1)")
 
     d = sub.add_parser(
         "demo",
@@ -324,6 +344,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from streams.evaluation.cli import run_eval
 
         print(run_eval(args))
+    elif args.command == "train-ranker":
+        from streams.evaluation.cli import run_train_ranker
+
+        print(run_train_ranker(args))
     elif args.command == "demo":
         from streams.devtools.demo import run_demo
 

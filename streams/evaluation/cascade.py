@@ -40,6 +40,7 @@ from streams.generator.fusion import FusionWeights
 from streams.generator.layout import PAGE_PLACEMENTS
 from streams.generator.pipeline import PagePlan
 from streams.generator.planners import CANDIDATES, CascadePlanner, StudentWriter
+from streams.generator.ranking import Scorer
 from streams.generator.retrieval import ExactRetriever
 from streams.runtime.settings import ShelfName
 from streams.worker.sessions import session_context
@@ -190,15 +191,17 @@ class Planning:
         return self._planned
 
     def assembler(
-        self, weights: Weights, diversity_floor: Mapping[ShelfName, int] | None = None
+        self, weights: Weights, diversity_floor: Mapping[ShelfName, int] | None = None, learned: Scorer | None = None
     ) -> StorefrontAssembler:
-        """``diversity_floor``: None, the serving default (``VITRINE_DIVERSITY_FLOOR``'s)."""
+        """``diversity_floor``: None, the serving default (``VITRINE_DIVERSITY_FLOOR``'s). ``learned``: the learned
+        ranker (``VITRINE_RANKER_MODEL``'s), None for weighted reciprocal-rank fusion."""
         return StorefrontAssembler(
             retriever=self.retriever,
             products=self.catalog.product,
             items_per_placement=PER_PLACEMENT,
             weights=dict(weights),
             diversity_floor=diversity_floor,
+            learned=learned,
         )
 
 
@@ -230,6 +233,7 @@ class Cascade(Strategy):
         name: str,
         description: str,
         weights: Weights = DEFAULT_WEIGHTS,
+        learned: Scorer | None = None,
         sample: float = 1.0,
         notes: Callable[[], list[str]] | None = None,
     ) -> None:
@@ -237,7 +241,7 @@ class Cascade(Strategy):
         self.planning = planning
         self.name = name
         self.description = description
-        self.assembler = planning.assembler(weights)
+        self.assembler = planning.assembler(weights, learned=learned)
         self.sample = sample
         self._notes = notes
         self.pages = 0
@@ -316,6 +320,7 @@ def planning_notes(name: str, planning: Planning) -> list[str]:
 # --- the strategies ``vitrine eval --catalog`` adds --------------------------------------------------------------
 
 TEACHER = "teacher cascade (fused)"
+LEARNED = "teacher cascade (learned ranker)"
 STUDENT = "student cascade (fused)"
 REBUY_TEACHER = "re-buy + teacher cascade (placement)"
 
@@ -337,6 +342,9 @@ class CascadeSetup:
     quality: QualityFilter | None = None
     embed: Embed | None = None  # theme vectors for the keyword candidates, as serving and training compute them
     rebuy: bool = False
+    # The learned fusion (``streams.generator.ranking``): adds a row, the teacher's pages ordered by it.
+    learned: Scorer | None = None
+    learned_card: str = ""  # what the report says of the model (its card's data, split and metrics)
     # False only for the control of the planted-universe test: retrieval from the whole catalog, future included.
     known_only: bool = True
 
@@ -373,6 +381,19 @@ class CascadeSetup:
                 notes=lambda: self._notes(TEACHER, teacher_planning),
             )
         ]
+        if self.learned is not None:
+            strategies.append(
+                Cascade(
+                    history,
+                    teacher_planning,
+                    name=LEARNED,
+                    description=f"the teacher cascade's pages (same plans and retrieval), every placement ordered by "
+                    f"the learned ranker (LightGBM LambdaMART over every channel's candidates, "
+                    f"streams.generator.ranking) instead of weighted reciprocal-rank fusion; {self.learned_card}",
+                    weights=self.weights,
+                    learned=self.learned,
+                )
+            )
         if self.student is not None:
             student_planning = Planning(
                 history=history,

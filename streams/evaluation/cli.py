@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import shlex
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from streams.datasets.exceptions import ReplayError
@@ -42,6 +44,12 @@ def run_eval(args: argparse.Namespace) -> str:
     if getattr(args, "tune", None):
         return _tune(args, fmt, config, started)
     extra = _cascade(args, fmt, config) if getattr(args, "catalog", None) else None
+    if getattr(args, "ranker", None):
+        if extra is None:
+            raise ReplayError("--ranker needs --catalog")
+        extra, split_ms = _learned(args.ranker, extra)
+        # Never report what the ranker trained on: every row is scored from its split on.
+        config = dataclasses.replace(config, cutoff_ms=max(split_ms, config.cutoff_ms or split_ms))
     run = evaluate(
         args.path,
         fmt,
@@ -56,7 +64,7 @@ def run_eval(args: argparse.Namespace) -> str:
     seconds = time.perf_counter() - started
     if args.out is not None:
         command = ["vitrine", "eval", str(args.path), "--k", str(args.k)]
-        for flag in ("format", "limit", "cutoff", "catalog", "model_dir", "student_sample"):
+        for flag in ("format", "limit", "cutoff", "catalog", "model_dir", "student_sample", "ranker"):
             if getattr(args, flag, None):
                 command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
         if args.resamples != 1000:
@@ -99,6 +107,67 @@ def _cascade(args: argparse.Namespace, fmt: SourceFormat, config: EvalConfig) ->
         quality=QualityFilter(embed),
         embed=embed,
         rebuy=fmt is SourceFormat.ONLINE_RETAIL,
+    )
+
+
+def _learned(path: Path, setup: CascadeSetup) -> tuple[CascadeSetup, int]:
+    """The cascade setup with the learned ranker's row, and the ranker's training split (epoch ms)."""
+    from streams.generator.ranking import CARD_FILE, LearnedRanker, RankerError
+
+    try:
+        ranker = LearnedRanker.load(path)
+        card = json.loads((path / CARD_FILE).read_text())
+        split_ms = int(card["data"]["split_ms"])
+    except (RankerError, OSError, ValueError, KeyError) as exc:
+        raise ReplayError(f"--ranker {path}: {exc}") from None
+    metrics = card.get("metrics", {})
+    text = (
+        f"model {card['version']} ({path}), trained on {card['examples']['groups']} placement groups from "
+        f"{card['examples']['positions']} positions before {card['data']['split']} ({card['data']['rule']}), "
+        f"orders the shelves {', '.join(card['shelves'])}; validation NDCG@12 per placement "
+        f"{metrics.get('valid_ndcg@12_model')} vs weighted RRF {metrics.get('valid_ndcg@12_weighted_rrf')}"
+    )
+    return dataclasses.replace(setup, learned=ranker, learned_card=text), split_ms
+
+
+def run_train_ranker(args: argparse.Namespace) -> str:
+    """``vitrine train-ranker``: examples from the replay before the split, LambdaMART, model and card."""
+    from tqdm import tqdm
+
+    from streams.datasets.readers import read_source
+    from streams.evaluation.protocol import load_events
+    from streams.evaluation.ranker_training import collect, describe, split_for, train
+
+    started = time.perf_counter()
+    if not args.path.exists():
+        raise ReplayError(f"{args.path}: no such file")
+    if not 0 < args.fraction < 1 or not 0 < args.sample <= 1:
+        raise ReplayError("--fraction must be in (0, 1) and --sample in (0, 1]")
+    fmt = SourceFormat(args.format) if args.format else detect_format(args.path)
+    config = TRANSACTION_CONFIG if fmt is SourceFormat.ONLINE_RETAIL else CLICKSTREAM_CONFIG
+    setup = _cascade(argparse.Namespace(catalog=args.catalog), fmt, config)
+    log = load_events(read_source(args.path, fmt).records, setup.catalog.product_ids)
+    split_ms = split_for(log, fmt, config, args.fraction)
+    with tqdm(total=len(log.events), unit="ev", desc="examples", leave=False, mininterval=1.0) as bar:
+        examples = collect(
+            log,
+            fmt,
+            config,
+            catalog=setup.catalog,
+            split_ms=split_ms,
+            sample=args.sample,
+            quality=setup.quality,
+            embed=setup.embed,
+            progress=bar.update,
+        )
+    collected = time.perf_counter() - started
+    data = describe(args.path, fmt, log, split_ms, args.fraction, args.sample)
+    trained = train(examples, args.out, data=data)
+    card = trained.card
+    return (
+        f"{args.out}: {card['version']}, {card['bytes']} bytes; {json.dumps(card['examples'])}\n"
+        f"metrics: {json.dumps(card['metrics'])}\nshelves: {card['shelves']}\n"
+        f"examples {collected:.0f} s, training {trained.seconds:.1f} s"
     )
 
 

@@ -238,6 +238,18 @@ def build_page(strategy: Strategy, history: History, position: Scored, k: int, c
     return page
 
 
+def new_history(log: EventLog, fmt: SourceFormat, config: EvalConfig) -> History:
+    """An empty past for replaying ``log`` (the worker's parameters from ``config``; contexts by customer on
+    transactions)."""
+    return History(
+        t0=log.events[0].ts if log.events else 0,
+        pop_half_life_s=config.pop_half_life_s,
+        context_half_life_s=config.context_half_life_s,
+        context_by_user=fmt is SourceFormat.ONLINE_RETAIL,
+        window=config.covis_window,
+    )
+
+
 def replay(
     log: EventLog,
     *,
@@ -252,13 +264,7 @@ def replay(
     The counter holds the positions per target and ``unknown on pages`` (see ``PageCheck``)."""
     events = log.events
     clickstream = fmt is not SourceFormat.ONLINE_RETAIL
-    history = History(
-        t0=events[0].ts if events else 0,
-        pop_half_life_s=config.pop_half_life_s,
-        context_half_life_s=config.context_half_life_s,
-        context_by_user=not clickstream,
-        window=config.covis_window,
-    )
+    history = new_history(log, fmt, config)
     check = PageCheck()
     strategies: list[Strategy] = []
     if traditional:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from streams.evaluation.metrics import Estimate, bootstrap_coverage, bootstrap_mean
-from streams.evaluation.protocol import EvalRun
+from streams.evaluation.protocol import EvalRun, iso_time
 from streams.worker.state import TOP_PURCHASED
 
 CASCADE = "cascade"  # rows whose name says so are compared, paired, with the best traditional row
@@ -86,8 +86,9 @@ def comparisons(run: EvalRun, rows: list[Row]) -> list[Paired]:
         best = max(traditional, key=lambda r: r.hit.value)
         out += [paired(run, target, c.strategy, best.strategy) for c in cascades]
         names = [c.strategy for c in cascades]
-        if "student cascade (fused)" in names and "teacher cascade (fused)" in names:
-            out.append(paired(run, target, "student cascade (fused)", "teacher cascade (fused)"))
+        for variant in ("student cascade (fused)", "teacher cascade (learned ranker)"):
+            if variant in names and "teacher cascade (fused)" in names:
+                out.append(paired(run, target, variant, "teacher cascade (fused)"))
     return out
 
 
@@ -205,9 +206,15 @@ def _target_notes(run: EvalRun) -> list[str]:
             "scored invoice, after it is scored). The returning-customer row keeps customers with an earlier "
             "invoice; the others get popularity-like pages from every strategy.",
         ]
+    scored = (
+        f" from {iso_time(run.config.cutoff_ms)} on (earlier events only build the counts and sessions; with a "
+        "learned ranker, the split it was trained before: no row is scored on what it trained on)"
+        if run.config.cutoff_ms is not None
+        else ""
+    )
     return [
-        "- Context is the session. Every event of a session that already has earlier-second events is a scored "
-        "position (a session's first second has nothing to personalise from).",
+        f"- Context is the session. Every event{scored} of a session that already has earlier-second events is a "
+        "scored position (a session's first second has nothing to personalise from).",
         "- **next novel product** (main target): the event's product was not seen earlier in the session, any event "
         "type; pages leave out the session's own items. **next cart/purchase** and **next viewed item**: the "
         "event's product, pages unfiltered (so re-showing viewed items is allowed and can score).",

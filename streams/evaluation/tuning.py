@@ -96,6 +96,14 @@ def scaled(scale: dict[str, float]) -> dict[PlacementKind, FusionWeights]:
     return out
 
 
+def event_split(log: EventLog, fraction: float) -> int:
+    """The time before which the earliest ``fraction`` of the log's events lie: what tunes and trains.
+
+    A share of the events, not of the time span: the REES46 head file is two dense bursts around a quiet
+    gap, so 60% of its span holds only 5% of its positions."""
+    return log.events[min(len(log.events) - 1, int(fraction * len(log.events)))].ts
+
+
 def grid_points() -> list[dict[str, float]]:
     points = [dict(zip(GRID, values, strict=True)) for values in itertools.product(*GRID.values())]
     return [CONTROL, *points]
@@ -128,9 +136,7 @@ def tune(
     then ``BASE`` and the best point on every position after them."""
     started = time.perf_counter()
     log = load_events(read_source(path, fmt).records, catalog.product_ids)
-    # A share of the events, not of the time span: the REES46 head file is two dense bursts around a quiet
-    # gap, so 60% of its span holds only 5% of its positions.
-    split = log.events[min(len(log.events) - 1, int(fraction * len(log.events)))].ts
+    split = event_split(log, fraction)
     points = grid_points()
     early = dataclasses.replace(config, cutoff_ms=None, until_ms=split)
     ranker: list[RankerPoint] = []

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, zip_longest
 
@@ -35,7 +35,8 @@ from streams.contracts.storefront import (
 )
 from streams.generator import coherence
 from streams.generator.fusion import Fused, FusionWeights, fuse
-from streams.generator.layout import OWN_SPAN, OWN_THEMES, OwnShelf, bought, own_products, page_layout
+from streams.generator.layout import OWN_SPAN, OWN_THEMES, OwnShelf, Shelf, bought, own_products, page_layout
+from streams.generator.ranking import Candidates, PageSignals, Scorer, best_source, feature_rows
 from streams.generator.retrieval import RetrievalError, Retriever
 from streams.runtime import metrics
 from streams.runtime.settings import DEFAULT_DIVERSITY_FLOOR, ShelfName
@@ -113,6 +114,7 @@ class _Page:
     taken: set[str]
     bought: set[str]
     keys: set[tuple[str, float]] = field(default_factory=set)
+    signals: PageSignals | None = None  # with a learned ranker: the request's channels and affinities, indexed once
 
     def add(self, chosen: Sequence[Fused], products: ProductLookup) -> None:
         self.taken.update(f.product_id for f in chosen)
@@ -129,8 +131,11 @@ class StorefrontAssembler:
         weights: dict[PlacementKind, FusionWeights] | None = None,
         unavailable: set[str] | None = None,
         diversity_floor: Mapping[ShelfName, int] | None = None,
+        learned: Scorer | None = None,
     ) -> None:
-        """``products``: the catalog's facts (category, brand, price, title) of a product, None when unknown."""
+        """``products``: the catalog's facts (category, brand, price, title) of a product, None when unknown.
+        ``learned``: the learned fusion (``streams.generator.ranking``); None: weighted reciprocal-rank fusion."""
+        self.learned = learned
         self.retriever = retriever
         self.products = products
         # Out-of-stock products, kept off every placement whatever signal proposes them; the retriever's
@@ -165,13 +170,13 @@ class StorefrontAssembler:
         hidden = bought(ctx) | self.unavailable | hide
         plan_of = {p.kind: p for p in plans or ()}
         usable = [p for p in plans or () if p.quality.ok and p.keywords]
-        hits: dict[PlacementKind, list[str]] = {}
+        hits: dict[PlacementKind, dict[str, float]] = {}  # product -> cosine, best first
         retrieval_ms = 0.0
         if usable and self.retriever is not None:
             t0 = time.perf_counter()
             try:
                 found = self.retriever.search([p.keywords for p in usable], exclude=hidden)
-                hits = {p.kind: [h.product_id for h in placement] for p, placement in zip(usable, found, strict=True)}
+                hits = {p.kind: {h.product_id: h.score for h in hs} for p, hs in zip(usable, found, strict=True)}
             except RetrievalError as exc:
                 log.warning("retrieval failed, traditional fallback", extra={"error": str(exc)})
                 reasons.append(f"retrieval: {exc}")
@@ -180,7 +185,8 @@ class StorefrontAssembler:
             reasons.append("retrieval: no vector store configured")
 
         t1 = time.perf_counter()
-        page = _Page(taken=set(self.unavailable | hide), bought=bought(ctx))
+        signals = PageSignals.of(request) if self.learned is not None else None
+        page = _Page(taken=set(self.unavailable | hide), bought=bought(ctx), signals=signals)
         placements: list[Placement] = []
         for shelf in page_layout(ctx):
             if isinstance(shelf, OwnShelf):
@@ -219,7 +225,7 @@ class StorefrontAssembler:
         self,
         kind: PlacementKind,
         plan: PlacementPlan | None,
-        hits: dict[PlacementKind, list[str]],
+        hits: dict[PlacementKind, dict[str, float]],
         ranker: RankerCandidates,
         page: _Page,
         arm: Arm,
@@ -232,15 +238,16 @@ class StorefrontAssembler:
         if kind in hits and not generated:
             quality = Quality(ok=False, reasons=[*quality.reasons, "few_products"])
         if generated:
-            ranked[ItemSource.RETRIEVAL] = hits[kind]
+            ranked[ItemSource.RETRIEVAL] = list(hits[kind])
         scope = plan.scope if plan is not None and generated else Scope()
         blocked = page.taken | page.bought
-        chosen = self._fill(kind, ranked, ranker, scope, page, blocked, self.items_per_placement)
+        retrieved = hits[kind] if generated else {}
+        chosen = self._fill(kind, ranked, ranker, scope, page, blocked, self.items_per_placement, retrieved)
         if generated and len(chosen) < self.items_per_placement:
             # The candidates cannot honour the theme in full: the control theme, which promises nothing.
             generated, scope = False, Scope()
             quality = Quality(ok=False, reasons=[*quality.reasons, "theme_unfilled"])
-            chosen = self._fill(kind, ranked, ranker, scope, page, blocked, self.items_per_placement)
+            chosen = self._fill(kind, ranked, ranker, scope, page, blocked, self.items_per_placement, retrieved)
         page.add(chosen, self.products)
         return Placement(
             kind=kind.value,
@@ -257,9 +264,7 @@ class StorefrontAssembler:
         placement's worth from the ranker lists as ``because_you_viewed`` fuses them."""
         source = ItemSource.PURCHASE_HISTORY if shelf is OwnShelf.BUY_AGAIN else ItemSource.RECENTLY_VIEWED
         blocked = page.taken  # the own products were chosen for this shelf (bought ones only on buy-again)
-        mine = (
-            Fused(p, round(1.0 / (1 + rank), 6), source) for rank, p in enumerate(own_products(shelf, request.context))
-        )
+        mine = self._own_order(shelf, own_products(shelf, request.context), source, page)
         floor = self.diversity_floor.get(shelf.value, 1)
         n = self.items_per_placement
         chosen = _select(mine, OWN_SPAN[shelf] * n, floor, Scope(), self.products, page, blocked)
@@ -289,6 +294,7 @@ class StorefrontAssembler:
         page: _Page,
         blocked: set[str],
         n: int,
+        retrieved: Mapping[str, float] | None = None,
     ) -> list[Fused]:
         """Up to ``n`` products in the scope: the fused signals, then the ranker lists (top-up); nothing
         ``blocked`` and no near-duplicate of what is on the page, the kind's diversity floor kept where it can be."""
@@ -296,10 +302,30 @@ class StorefrontAssembler:
             source: [p for p in products if p not in blocked and coherence.admits(scope, self.products(p))]
             for source, products in ranked.items()
         }
-        fused = fuse(admitted, self.weights[kind], n=sum(map(len, admitted.values())), facts=self.facts)
+        if self.learned is not None and page.signals is not None and kind in self.learned.shelves:
+            pool = list(dict.fromkeys(chain.from_iterable(admitted.values())))
+            fused: Iterable[Fused] = self._by_model(Candidates(kind, pool, retrieved or {}), page.signals)
+        else:
+            fused = fuse(admitted, self.weights[kind], n=sum(map(len, admitted.values())), facts=self.facts)
         top_up = (f for f in _top_up(ranker) if coherence.admits(scope, self.products(f.product_id)))
         floor = self.diversity_floor.get(kind.value, 1) if coherence.floor_applies(scope) else 1
         return _select(chain(fused, top_up), n, floor, scope, self.products, page, blocked)
+
+    def _by_model(self, candidates: Candidates, signals: PageSignals) -> Iterator[Fused]:
+        """The candidates by the learned ranker's score, best first (ties by product id); lazily, so only the items
+        a placement takes are given a source."""
+        assert self.learned is not None
+        scores = self.learned.scores(candidates, feature_rows(signals, candidates, self.products))
+        retrieval_ranks = {p: rank for rank, p in enumerate(candidates.retrieval)}
+        for i in sorted(range(len(candidates.products)), key=lambda i: (-scores[i], candidates.products[i])):
+            product = candidates.products[i]
+            yield Fused(product, round(float(scores[i]), 6), best_source(signals, retrieval_ranks, product))
+
+    def _own_order(self, shelf: Shelf, own: list[str], source: ItemSource, page: _Page) -> Iterator[Fused]:
+        """An own shelf's products: as the context lists them (reciprocal rank), or by the learned ranker."""
+        if self.learned is None or page.signals is None or shelf not in self.learned.shelves:
+            return (Fused(p, round(1.0 / (1 + rank), 6), source) for rank, p in enumerate(own))
+        return (Fused(f.product_id, f.score, source) for f in self._by_model(Candidates(shelf, own), page.signals))
 
 
 def _select(

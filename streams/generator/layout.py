@@ -17,8 +17,9 @@ An own shelf may show up to ``OWN_SPAN`` placements' worth of products (a carous
 re-buy placement row measured (re-buy on the first 75% of the page: 0.674 against the teacher cascade's 0.461
 on Online Retail); short of one placement's worth it is topped up from the ranker lists.
 
-Measured with the rule, the served (teacher) page against the best baseline, paired, 95% intervals
-(docs/eval/rees46.md, online-retail.md): REES46 next cart/purchase 0.995 against recently viewed 0.997, -0.003
+Measured with the rule, the served (teacher, weighted-RRF) page against the best baseline, paired, 95% intervals
+(docs/eval/rees46.md, online-retail.md as they stood before the learned ranker, every position scored): REES46
+next cart/purchase 0.995 against recently viewed 0.997, -0.003
 [-0.016, 0.007] (the page without own shelves: 0.342); next viewed item 0.473, +0.014 [0.009, 0.018] over
 recently viewed; next novel product 0.158, +0.002 [-0.002, 0.006] over session-kNN (own shelves hidden there, as
 the target excludes the session's products); Online Retail next invoice 0.658 (was 0.461), still below re-buy

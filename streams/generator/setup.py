@@ -17,6 +17,7 @@ from streams.contracts.catalog_update import CatalogUpdate
 from streams.generator.assembly import StorefrontAssembler
 from streams.generator.pipeline import Planner
 from streams.generator.planners import build_planner
+from streams.generator.ranking import load_ranker
 from streams.generator.retrieval import KeywordRetriever, RetrievalError
 from streams.runtime.settings import Settings
 
@@ -64,7 +65,7 @@ def load_generator_parts(settings: Settings) -> GeneratorParts:
         log.warning(problem)
         assembler = StorefrontAssembler(
             retriever=None, products=lambda _: None, diversity_floor=settings.generator.diversity_floor
-        )
+        )  # no catalog: the control arm's lists only, nothing for a learned ranker to know products by
         return GeneratorParts(assembler, problems=[problem])
     catalog = Catalog.load(catalog_dir)
 
@@ -99,6 +100,7 @@ def load_generator_parts(settings: Settings) -> GeneratorParts:
         items_per_placement=settings.generator.items_per_placement,
         diversity_floor=settings.generator.diversity_floor,
         unavailable=None if retriever is not None else {p.product_id for p in catalog.products if not p.in_stock},
+        learned=load_ranker(settings.generator.ranker_model, problems),
     )
     planner = build_planner(settings, catalog, problems)
     return GeneratorParts(assembler, planner, retriever, store, catalog, problems)

@@ -182,6 +182,11 @@ class GeneratorSettings(_Section):
     )
     generator_retry_backoff_s: float = Field(default=0.5, ge=0, description="First retry delay; doubles each try.")
     items_per_placement: int = Field(default=6, ge=1)
+    ranker_model: Path | None = Field(
+        default=None,
+        description="Learned fusion: a LightGBM ranker (`vitrine train-ranker`, e.g. models/ranker/rees46); unset "
+        "or unloadable: weighted reciprocal-rank fusion.",
+    )
     diversity_floor: dict[ShelfName, Annotated[int, Field(ge=1)]] = Field(
         default_factory=lambda: dict(DEFAULT_DIVERSITY_FLOOR),
         description="Per placement kind, the fewest distinct categories among its items (distinct brands where "

@@ -40,15 +40,18 @@ from streams.evaluation.protocol import (
     load_events,
     replay,
 )
+from streams.evaluation.ranker_training import collect
 from streams.evaluation.strategies import Strategy
 from streams.generator.assembly import DEFAULT_WEIGHTS
 from streams.generator.layout import page_layout, written
 from streams.generator.pipeline import StorefrontGenerator
+from streams.generator.ranking import LearnedRanker, load_ranker
 from streams.worker.fold import fold
 from streams.worker.intent import TaxonomyIntent
 from streams.worker.ranker import RankerSignals
 from streams.worker.sessions import SessionTracker
 from streams.worker.trigger import TriggerPolicy
+from tests.generator.test_ranking import _planted
 
 T0 = 1_569_888_000_000
 SHELVES = {"phones": "acme", "shoes": "stride", "sofas": "lounge", "tents": "camp"}
@@ -171,6 +174,74 @@ def test_the_leakage_check_can_fail(cascade: CascadeSetup) -> None:
     )
     assert any(changed[key] != page for key, page in baseline.items())
     assert any(changed[key] != page for key, page in baseline.items() if key[2] == TEACHER)
+
+
+def _examples(records: list[ReplayRecord], cascade: CascadeSetup) -> dict[tuple[str, str], list[bytes]]:
+    """The learned ranker's training groups (``vitrine train-ranker``'s), by (position, shelf): their feature rows."""
+    log = load_events(sorted(records, key=lambda r: r.ts or 0), [p.product_id for p in _products()])
+    examples = collect(
+        log,
+        SourceFormat.REES46,
+        CLICKSTREAM_CONFIG,
+        catalog=cascade.catalog,
+        split_ms=1 << 62,
+        sample=1.0,
+        quality=cascade.quality,
+        embed=None,
+    )
+    out: dict[tuple[str, str], list[bytes]] = {}
+    for key, rows in zip(examples.keys, examples.rows, strict=True):
+        out.setdefault(key, []).append(rows.tobytes())
+    return out
+
+
+def test_planted_future_and_same_second_events_change_no_ranker_feature(cascade: CascadeSetup) -> None:
+    records = _clickstream()
+    baseline = _examples(records, cascade)
+    assert len(baseline) > 5
+    last_second = ((records[-1].ts or 0) - T0) // 1000
+    planted = [
+        _record(900, "live", "Q", last_second, cat="quest"),
+        _record(901, "other", "B", last_second, cat="phones"),
+        *[_record(903 + i, f"f{i}", "B", last_second + 1 + i, cat="phones") for i in range(20)],
+    ]
+    leaked = _examples(records + planted, cascade)
+    for key, rows in baseline.items():
+        assert leaked[key] == rows, key
+
+
+def test_the_ranker_feature_leakage_check_can_fail(cascade: CascadeSetup) -> None:
+    """The same kind of plant one second before the last events is their past: some feature row must change."""
+    records = _clickstream()
+    baseline = _examples(records, cascade)
+    before = ((records[-1].ts or 0) - T0) // 1000 - 1
+    planted = [_record(900 + i, f"p{i}", "Q", before, cat="quest") for i in range(30)]
+    planted += [_record(940 + i, f"p{i}", "B", before, cat="phones") for i in range(30)]
+    changed = _examples(records + planted, cascade)
+    assert any(changed.get(key) != rows for key, rows in baseline.items())
+
+
+def test_ranker_training_stops_at_the_split(cascade: CascadeSetup) -> None:
+    records = _clickstream()
+    log = load_events(records, [p.product_id for p in _products()])
+    split = records[-2].ts or 0  # the live session's last second: its positions there are reported, not trained on
+    before, every = (
+        collect(
+            log,
+            SourceFormat.REES46,
+            CLICKSTREAM_CONFIG,
+            catalog=cascade.catalog,
+            split_ms=until,
+            sample=1.0,
+            quality=cascade.quality,
+            embed=None,
+        )
+        for until in (split, 1 << 62)
+    )
+    late = {r.ts for r in records if (r.ts or 0) >= split}
+    ids = {ClickEvent.model_validate_json(r.value).event_id for r in records if r.ts in late}
+    assert not ids & {event for event, _ in before.keys}
+    assert ids & {event for event, _ in every.keys}
 
 
 def test_same_second_duplicate_is_scored_once_and_not_as_novel_after_itself() -> None:
@@ -325,16 +396,27 @@ def test_rejected_events_are_counted_by_reason() -> None:
     assert len(log.rejected) == 2  # two reasons: malformed JSON, and a field over the contract's limit
 
 
-def test_the_evaluation_page_is_the_generators_page_for_the_workers_request(shop_parts: ShopParts) -> None:
+@pytest.mark.parametrize("learned", [False, True], ids=["weighted-rrf", "learned-ranker"])
+def test_the_evaluation_page_is_the_generators_page_for_the_workers_request(
+    shop_parts: ShopParts, learned: bool, tmp_path: Path
+) -> None:
     """Item by item: the request the worker sends (streams.worker.fold), through the generator
-    (StorefrontGenerator: planner, assembler), and the evaluation's request and page builder for that moment."""
+    (StorefrontGenerator: planner, assembler; the ranker loaded as serving loads it), and the evaluation's request
+    and page builder for that moment (the ranker loaded as ``vitrine eval --ranker`` loads it)."""
     records, planning, _ = shop_parts
+    model = _planted(tmp_path / "ranker") if learned else None
+    problems: list[str] = []
+    served_ranker = load_ranker(model, problems)
+    eval_ranker = LearnedRanker.load(model) if model is not None else None
+    assert not problems and (served_ranker is None) == (not learned)
     tracker = SessionTracker(intent_space=TaxonomyIntent(), policy=TriggerPolicy(), half_life_s=600.0)
     ranker = RankerSignals({}, half_life_s=CLICKSTREAM_CONFIG.pop_half_life_s)
     emitted = fold(records, tracker, max_event_bytes=1 << 20, ranker=ranker).emitted
     assert len(emitted) > 10
     generator = StorefrontGenerator(
-        assembler=planning.assembler(DEFAULT_WEIGHTS), planner=planning.planner, control_share=0.0
+        assembler=planning.assembler(DEFAULT_WEIGHTS, learned=served_ranker),
+        planner=planning.planner,
+        control_share=0.0,
     )
     compared = 0
     history = planning.history
@@ -353,7 +435,7 @@ def test_the_evaluation_page_is_the_generators_page_for_the_workers_request(shop
         assert mine.ranker == request.ranker
         (served,) = generator.generate([request])
         (plan,) = planning.planner.plan([mine])
-        page = page_products(planning.assembler(DEFAULT_WEIGHTS), mine, plan)
+        page = page_products(planning.assembler(DEFAULT_WEIGHTS, learned=eval_ranker), mine, plan)
         assert page == [item.product_id for p in served.placements for item in p.items]
         compared += 1
     assert compared == 12

@@ -143,3 +143,27 @@ def test_a_corrupt_or_missing_model_degrades_to_the_teacher_with_a_reason(
         assert "student model not loaded" in caplog.text
     healthy = build_planner(Settings(catalog_dir=rees46_catalog, model_dir=REPO / "models" / "student"), catalog, [])
     assert healthy is not None and healthy.arm is Arm.GENERATIVE and healthy.version
+
+
+def test_the_generator_serves_with_a_corrupt_ranker_model_and_uses_a_good_one(
+    rees46_catalog: Path, tmp_path: Path, requests: list[RegenRequest]
+) -> None:
+    """VITRINE_RANKER_MODEL pointing at garbage: the generator starts, says why, and fuses by weighted reciprocal
+    rank; pointing at the shipped REES46 model: pages are ordered by it."""
+    corrupt = tmp_path / "ranker"
+    shutil.copytree(REPO / "models" / "ranker" / "rees46", corrupt)
+    (corrupt / "ranker.txt").write_text("not a model")
+    copy = tmp_path / "catalog"
+    shutil.copytree(rees46_catalog, copy)
+    pages = {}
+    for name, model in (("corrupt", corrupt), ("shipped", REPO / "models" / "ranker" / "rees46")):
+        parts = load_generator_parts(Settings(catalog_dir=copy, model_dir=None, ranker_model=model))
+        try:
+            assert (parts.assembler.learned is None) == (name == "corrupt")
+            assert any(p.startswith("ranker: unreadable ranker model") for p in parts.problems) == (name == "corrupt")
+            generator = StorefrontGenerator(assembler=parts.assembler, planner=parts.planner, control_share=0.0)
+            pages[name] = [u.product_ids() for u in generator.generate(requests[-20:])]
+        finally:
+            if parts.store is not None:
+                parts.store.close()
+    assert pages["corrupt"] != pages["shipped"]
