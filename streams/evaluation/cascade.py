@@ -212,10 +212,15 @@ def page_products(
     *,
     hide: frozenset[str] = frozenset(),
     violations: Counter[coherence.Rule] | None = None,
+    generative: bool = True,
 ) -> list[str]:
     """The generator's page for a planned request, flattened in page order (what is scored); the coherence rules it
-    breaks are added to ``violations``."""
-    update = assembler.assemble(request, arm=Arm.TEACHER, plans=plan.placements, hide=hide)
+    breaks are added to ``violations``. ``generative=False``: the same page without the generative channel (no
+    themes, no keyword retrieval), as the generator assembles the control arm."""
+    if generative:
+        update = assembler.assemble(request, arm=Arm.TEACHER, plans=plan.placements, hide=hide)
+    else:
+        update = assembler.assemble(request, arm=Arm.CONTROL, hide=hide)
     if violations is not None:
         violations.update(coherence.violations(update, assembler.products, assembler.diversity_floor))
     return [item.product_id for placement in update.placements for item in placement.items]
@@ -235,6 +240,7 @@ class Cascade(Strategy):
         weights: Weights = DEFAULT_WEIGHTS,
         learned: Scorer | None = None,
         sample: float = 1.0,
+        generative: bool = True,
         notes: Callable[[], list[str]] | None = None,
     ) -> None:
         super().__init__(history)
@@ -243,6 +249,7 @@ class Cascade(Strategy):
         self.description = description
         self.assembler = planning.assembler(weights, learned=learned)
         self.sample = sample
+        self.generative = generative
         self._notes = notes
         self.pages = 0
         self.violations: Counter[coherence.Rule] = Counter()
@@ -256,7 +263,9 @@ class Cascade(Strategy):
             return []
         request, plan = planned
         self.pages += 1
-        return page_products(self.assembler, request, plan, hide=exclude, violations=self.violations)
+        return page_products(
+            self.assembler, request, plan, hide=exclude, violations=self.violations, generative=self.generative
+        )
 
     def scores(self, cluster: str) -> bool:
         return self.sample >= 1.0 or in_sample(cluster, self.sample)
@@ -321,6 +330,8 @@ def planning_notes(name: str, planning: Planning) -> list[str]:
 
 TEACHER = "teacher cascade (fused)"
 LEARNED = "teacher cascade (learned ranker)"
+# The ablation of the served page: the same request and fusion with the generative channel removed.
+WITHOUT_GENERATION = {False: "cascade without generation (fused)", True: "cascade without generation (learned ranker)"}
 STUDENT = "student cascade (fused)"
 REBUY_TEACHER = "re-buy + teacher cascade (placement)"
 
@@ -394,6 +405,21 @@ class CascadeSetup:
                     learned=self.learned,
                 )
             )
+        strategies.append(
+            Cascade(
+                history,
+                teacher_planning,
+                name=WITHOUT_GENERATION[self.learned is not None],
+                description="the ablation of the served page: the same requests and fusion as "
+                f"**{LEARNED if self.learned is not None else TEACHER}**, without the generative channel (no themes, "
+                "no keyword retrieval: every placement from the ranker lists under its control theme, as the generator "
+                "assembles the control arm); the learned ranker, when present, is the same model, its retrieval "
+                "features missing",
+                weights=self.weights,
+                learned=self.learned,
+                generative=False,
+            )
+        )
         if self.student is not None:
             student_planning = Planning(
                 history=history,

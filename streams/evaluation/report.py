@@ -12,6 +12,13 @@ from streams.evaluation.protocol import EvalRun, iso_time
 from streams.worker.state import TOP_PURCHASED
 
 CASCADE = "cascade"  # rows whose name says so are compared, paired, with the best traditional row
+# Cascade rows also compared with each other: (row, the row it is compared with).
+VARIANTS = (
+    ("student cascade (fused)", "teacher cascade (fused)"),
+    ("teacher cascade (learned ranker)", "teacher cascade (fused)"),
+    ("teacher cascade (learned ranker)", "cascade without generation (learned ranker)"),
+    ("teacher cascade (fused)", "cascade without generation (fused)"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +81,8 @@ def paired(run: EvalRun, target: str, a: str, b: str) -> Paired:
 
 
 def comparisons(run: EvalRun, rows: list[Row]) -> list[Paired]:
-    """Each cascade row against the best traditional row of its target (by hit rate), and the student
-    against the teacher; paired on the same positions."""
+    """Each cascade row against the best traditional row of its target (by hit rate), and the ``VARIANTS`` pairs
+    (the student against the teacher, the served page against its ablation); paired on the same positions."""
     out: list[Paired] = []
     for target in run.targets:
         group = [r for r in rows if r.target == target]
@@ -85,10 +92,8 @@ def comparisons(run: EvalRun, rows: list[Row]) -> list[Paired]:
             continue
         best = max(traditional, key=lambda r: r.hit.value)
         out += [paired(run, target, c.strategy, best.strategy) for c in cascades]
-        names = [c.strategy for c in cascades]
-        for variant in ("student cascade (fused)", "teacher cascade (learned ranker)"):
-            if variant in names and "teacher cascade (fused)" in names:
-                out.append(paired(run, target, variant, "teacher cascade (fused)"))
+        names = {c.strategy for c in cascades}
+        out += [paired(run, target, a, b) for a, b in VARIANTS if a in names and b in names]
     return out
 
 

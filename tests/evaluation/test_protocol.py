@@ -15,6 +15,7 @@ from streams.catalog.artifacts import Catalog
 from streams.catalog.products import Product
 from streams.catalog.vocabulary import build_vocabulary
 from streams.contracts.events import ClickEvent
+from streams.contracts.storefront import Arm
 from streams.datasets.readers import ReplayRecord, SourceFormat
 from streams.evaluation.cascade import (
     TEACHER,
@@ -325,7 +326,7 @@ def shop(cascade: CascadeSetup) -> tuple[Cascade, History, EventLog]:
         return made
 
     replay(log, fmt=SourceFormat.REES46, config=CLICKSTREAM_CONFIG, extra=extra, traditional=False)
-    (teacher,) = [s for s in made if isinstance(s, Cascade)]
+    (teacher,) = [s for s in made if isinstance(s, Cascade) and s.name == TEACHER]
     return teacher, teacher.history, log
 
 
@@ -396,13 +397,18 @@ def test_rejected_events_are_counted_by_reason() -> None:
     assert len(log.rejected) == 2  # two reasons: malformed JSON, and a field over the contract's limit
 
 
-@pytest.mark.parametrize("learned", [False, True], ids=["weighted-rrf", "learned-ranker"])
+@pytest.mark.parametrize(
+    ("learned", "generative"),
+    [(False, True), (True, True), (True, False)],
+    ids=["weighted-rrf", "learned-ranker", "learned-ranker-control-arm"],
+)
 def test_the_evaluation_page_is_the_generators_page_for_the_workers_request(
-    shop_parts: ShopParts, learned: bool, tmp_path: Path
+    shop_parts: ShopParts, learned: bool, generative: bool, tmp_path: Path
 ) -> None:
     """Item by item: the request the worker sends (streams.worker.fold), through the generator
     (StorefrontGenerator: planner, assembler; the ranker loaded as serving loads it), and the evaluation's request
-    and page builder for that moment (the ranker loaded as ``vitrine eval --ranker`` loads it)."""
+    and page builder for that moment (the ranker loaded as ``vitrine eval --ranker`` loads it). The control arm
+    is what the evaluation's ablation row ("cascade without generation") scores."""
     records, planning, _ = shop_parts
     model = _planted(tmp_path / "ranker") if learned else None
     problems: list[str] = []
@@ -416,7 +422,7 @@ def test_the_evaluation_page_is_the_generators_page_for_the_workers_request(
     generator = StorefrontGenerator(
         assembler=planning.assembler(DEFAULT_WEIGHTS, learned=served_ranker),
         planner=planning.planner,
-        control_share=0.0,
+        control_share=0.0 if generative else 1.0,
     )
     compared = 0
     history = planning.history
@@ -435,7 +441,10 @@ def test_the_evaluation_page_is_the_generators_page_for_the_workers_request(
         assert mine.ranker == request.ranker
         (served,) = generator.generate([request])
         (plan,) = planning.planner.plan([mine])
-        page = page_products(planning.assembler(DEFAULT_WEIGHTS, learned=eval_ranker), mine, plan)
+        page = page_products(
+            planning.assembler(DEFAULT_WEIGHTS, learned=eval_ranker), mine, plan, generative=generative
+        )
+        assert served.arm is (Arm.TEACHER if generative else Arm.CONTROL)
         assert page == [item.product_id for p in served.placements for item in p.items]
         compared += 1
     assert compared == 12
