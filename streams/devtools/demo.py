@@ -28,6 +28,8 @@ from streams.runtime.settings import Settings
 from streams.runtime.topics import read_topic
 
 DEMO_DIR = Path("var/demo")
+# The learned fusion trained on this log's first 60% (models/ranker/README.md): the page `vitrine eval` scores.
+DEMO_RANKER = Path("models/ranker/rees46")
 HANDLED = ("vitrine_storefronts_total", "vitrine_requests_coalesced_total", "vitrine_requests_stale_total")
 
 
@@ -92,6 +94,7 @@ def run_demo(settings: Settings, *, data: Path, speed: float, show: int) -> int:
             storefront_topic=f"{run}-storefronts",
             catalog_updates_topic=f"{run}-catalog-updates",
             catalog_dir=catalog_dir,
+            ranker_model=settings.generator.ranker_model or DEMO_RANKER,
             log_level="WARNING",
         )
         endpoints = {}
