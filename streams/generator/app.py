@@ -289,7 +289,8 @@ def create_generator_app(settings: Settings) -> tuple[faust.App, StorefrontGener
 
     @app.task
     async def follow_merch_rules() -> None:
-        """Even without a catalog: an exclude keeps a brand or category off the control arm's pages too."""
+        if parts.catalog is None:
+            return  # rules target categories and brands: without product facts nothing matches them
         with contextlib.suppress(asyncio.CancelledError):
             await rules.run()
 
@@ -298,8 +299,7 @@ def create_generator_app(settings: Settings) -> tuple[faust.App, StorefrontGener
         return (
             bool(recovery.completed.is_set())
             and not app.rebalancing
-            and (parts.catalog is None or catalog.caught_up)
-            and rules.caught_up
+            and (parts.catalog is None or (catalog.caught_up and rules.caught_up))
             and handler.health.healthy
         )
 
