@@ -16,14 +16,9 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from models.context import MerchRules, ProductFacts
+from models.context import MerchRules, ProductFacts, in_categories
 from streams.contracts.merch_rule import MerchRule
 from streams.runtime import metrics
-
-
-def _in_category(category: str | None, prefixes: tuple[str, ...]) -> bool:
-    """``kids`` covers ``kids`` and ``kids.toys``, not ``kidswear``."""
-    return category is not None and any(category == p or category.startswith(p + ".") for p in prefixes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +56,13 @@ class ActiveRules:
     def excludes(self, product: ProductFacts | None) -> bool:
         """An unknown product is not excluded: nothing says it is of an excluded category or brand."""
         return product is not None and (
-            _in_category(product.category, self.exclude_categories)
+            in_categories(product.category, self.exclude_categories)
             or (product.brand or "").lower() in self.exclude_brands
         )
 
     def boosts(self, product: ProductFacts | None) -> bool:
         return product is not None and (
-            _in_category(product.category, self.boost_categories) or (product.brand or "").lower() in self.boost_brands
+            in_categories(product.category, self.boost_categories) or (product.brand or "").lower() in self.boost_brands
         )
 
 
