@@ -4,9 +4,11 @@ Small in-memory catalog, no vector store."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from models.context import MerchRules, PlacementKind
 from streams.catalog.products import Product
@@ -14,10 +16,12 @@ from streams.contracts.merch_rule import MerchRule
 from streams.contracts.regen import RankerCandidates, RecentItem, RegenRequest, SessionContext
 from streams.contracts.storefront import Arm, StorefrontUpdate
 from streams.generator import coherence
+from streams.generator.app import apply_merch_rule
 from streams.generator.assembly import PlacementPlan, StorefrontAssembler
 from streams.generator.merch import ActiveRules, MerchBook
 from streams.generator.pipeline import PagePlan, StorefrontGenerator
 from streams.runtime import metrics
+from streams.runtime.dlq import DeadLetters, Rejected
 from tests.factories import placement, storefront
 from tests.generator.test_coherence import FixedRetriever
 
@@ -148,3 +152,41 @@ def test_an_item_of_an_excluded_brand_or_category_is_a_counted_violation() -> No
     found = coherence.violations(page, PRODUCTS.get, {}, rules)
     assert found[coherence.Rule.EXCLUDED] == 2  # p1 (acme) and a1 (audio); p2 is "other", k1 a blender
     assert coherence.violations(page, PRODUCTS.get, {})[coherence.Rule.EXCLUDED] == 0
+
+
+@dataclass
+class SentProducer:
+    sent: list[tuple[str, bytes | None, bytes | None, Any]] = field(default_factory=list)
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+    ) -> None:
+        self.sent.append((topic, key, value, headers))
+
+
+def test_an_invalid_change_is_dead_lettered_and_leaves_the_rule_as_it_was() -> None:
+    producer = SentProducer()
+    dlq = DeadLetters(producer, "merch-dlq", 1024)
+    book = MerchBook()
+    rule = MerchRule(rule_id="r", kind="exclude", brand="acme")
+    bad = b'{"rule_id": "r", "kind": "exclude", "brand": "acme", "valid_from_ms": 9, "valid_until_ms": 3}'
+
+    async def apply(*values: bytes | None) -> None:
+        for offset, value in enumerate(values):
+            await apply_merch_rule(book, dlq, Rejected("merch-rules", 0, offset, b"r", value))
+
+    asyncio.run(apply(rule.to_json(), bad))
+    assert book.active(int(time.time() * 1000)) == ActiveRules(exclude_brands=frozenset({"acme"}))
+    ((topic, key, value, headers),) = producer.sent
+    assert (topic, key, value) == ("merch-dlq", b"r", bad)
+    assert dict(headers)["vitrine.dlq.reason"] == b"inconsistent"
+    assert dict(headers)["vitrine.dlq.detail"].endswith(b"valid_until_ms must be after valid_from_ms")
+
+    asyncio.run(apply(None))  # a tombstone
+    assert book.active(int(time.time() * 1000)) == ActiveRules()
