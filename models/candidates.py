@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from models.context import ContextFacts
+from models.context import ContextFacts, in_categories
 
 DEFAULT_CANDIDATES = 24
 MAX_DIRECT = 8
@@ -30,10 +30,6 @@ class KeywordFacts(Protocol):
     def kind(self) -> str: ...
     @property
     def category(self) -> str | None: ...
-
-
-def _excluded(category: str | None, exclude: Sequence[str]) -> bool:
-    return category is not None and any(category == e or category.startswith(e + ".") for e in exclude)
 
 
 class CandidateIndex:
@@ -83,7 +79,7 @@ class CandidateIndex:
         seen: set[int] = set()
 
         def take(i: int) -> None:
-            if i not in seen and not _excluded(self._categories[i], exclude):
+            if i not in seen and not in_categories(self._categories[i], exclude):
                 seen.add(i)
                 chosen.append(i)
 

@@ -89,6 +89,12 @@ class ContextFacts:
     rules: MerchRules = field(default_factory=MerchRules)
 
 
+def in_categories(category: str | None, prefixes: Sequence[str]) -> bool:
+    """Whether ``category`` is one of ``prefixes`` or below one: ``kids`` covers ``kids.toys``, not ``kidswear``
+    (how merchandising rules name categories)."""
+    return category is not None and any(category == p or category.startswith(p + ".") for p in prefixes)
+
+
 def clean_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
     """One line, no separators of this format, bounded length: free text must not break the layout."""
     out = " ".join(text.replace("|", " ").replace(";", " ").replace("/", " ").split()).lower()

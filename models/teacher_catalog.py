@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from models.candidates import KeywordFacts
-from models.context import ContextFacts, ItemFacts, PlacementKind, clean_text
+from models.context import ContextFacts, ItemFacts, PlacementKind, clean_text, in_categories
 from models.teacher import TeacherInput
 from streams.contracts.events import ClickEvent
 
@@ -59,10 +59,6 @@ def category_label(category: str) -> str:
 
 def brand_label(brand: str) -> str:
     return brand.upper() if len(brand) <= _ACRONYM_MAX else brand.title()
-
-
-def _excluded(category: str | None, exclude: Sequence[str]) -> bool:
-    return category is not None and any(category == e or category.startswith(e + ".") for e in exclude)
 
 
 def _band_bounds(band: str | None) -> tuple[float, float] | None:
@@ -168,7 +164,7 @@ class CatalogTeacher:
 
     def plan(self, facts: ContextFacts) -> Plan:
         exclude = facts.rules.exclude
-        items = [i for i in facts.items if not _excluded(i.category, exclude)]
+        items = [i for i in facts.items if not in_categories(i.category, exclude)]
         main, brand, band = self._main(items)
         placement = facts.placement
         if placement is PlacementKind.HERO:
@@ -206,7 +202,7 @@ class CatalogTeacher:
         return "mid"
 
     def _hero(self, facts: ContextFacts, main: str | None, brand: str | None, band: str | None) -> Plan:
-        boost = next((b for b in facts.rules.boost if not _excluded(b, facts.rules.exclude)), None)
+        boost = next((b for b in facts.rules.boost if not in_categories(b, facts.rules.exclude)), None)
         if boost is not None:
             return Plan(f"Featured {category_label(boost)}", boost, None)
         if facts.query:
@@ -230,7 +226,7 @@ class CatalogTeacher:
                 return Plan(f"Because you viewed {brand_label(brand)}", None, brand)
             return Plan("Inspired by your visit", main, None)
         related = next(
-            (c for c in self._co.neighbours(anchor.category) if c != anchor.category and not _excluded(c, exclude)),
+            (c for c in self._co.neighbours(anchor.category) if c != anchor.category and not in_categories(c, exclude)),
             None,
         )
         label = category_label(anchor.category)
@@ -255,7 +251,7 @@ class CatalogTeacher:
             elsewhere,
             [c for c in self._co.popular() if c not in seen],
         )
-        target = next((c for pool in pools for c in pool if not _excluded(c, exclude)), None)
+        target = next((c for pool in pools for c in pool if not in_categories(c, exclude)), None)
         if target is None:
             return Plan("Explore something new", None, None)
         return Plan(f"Explore {category_label(target)}", target, None)
@@ -283,7 +279,7 @@ class CatalogTeacher:
         scored: list[tuple[float, int, str]] = []
         for rank, word in enumerate(candidates):
             kw = self._kw.get(word)
-            if kw is None or _excluded(kw.category, facts.rules.exclude):
+            if kw is None or in_categories(kw.category, facts.rules.exclude):
                 continue
             score = 0.0
             if target is not None and kw.category == target:

@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Consume regeneration requests in micro-batches, plan each page with the student model "
         "(or the catalog teacher when no model loads), retrieve products from Qdrant, fuse with the ranker "
         "signals in the request, and publish to VITRINE_STOREFRONT_TOPIC. Follows VITRINE_CATALOG_UPDATES_TOPIC "
-        "for price and stock. Serves /livez, /readyz and /metrics on VITRINE_WEB_PORT.",
+        "for price and stock and VITRINE_MERCH_RULES_TOPIC for merchandising rules. Serves /livez, /readyz and "
+        "/metrics on VITRINE_WEB_PORT.",
     )
 
     sub.add_parser(

@@ -82,6 +82,8 @@ def settings_factory(kafka_bootstrap: str) -> Callable[..., Settings]:
             "regen_topic": f"regen-{suffix}",
             "storefront_topic": f"storefront-{suffix}",
             "catalog_updates_topic": f"catalog-updates-{suffix}",
+            "merch_rules_topic": f"merch-rules-{suffix}",
+            "merch_dlq_topic": f"merch-dlq-{suffix}",
             "topic_partitions": 3,
             "session_ttl_s": 10 * 24 * 3600.0,
             "log_json": True,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from streams.contracts.errors import DlqReason, InvalidEvent
+from streams.contracts.errors import DlqReason, InvalidEvent, invalid_event
 
 
 class CatalogUpdate(BaseModel):
@@ -42,11 +42,4 @@ def decode_catalog_update(raw: bytes | None) -> CatalogUpdate:
     try:
         return CatalogUpdate.model_validate_json(raw)
     except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        reason = {
-            "json_invalid": DlqReason.INVALID_JSON,
-            "model_type": DlqReason.NOT_AN_OBJECT,
-            "missing": DlqReason.MISSING_FIELD,
-        }.get(err["type"], DlqReason.INCONSISTENT if not err["loc"] else DlqReason.INVALID_FIELD)
-        where = ".".join(str(p) for p in err["loc"]) or "update"
-        raise InvalidEvent(reason, f"{where}: {err['msg']}") from None
+        raise invalid_event(exc, "update") from None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from pydantic import ValidationError
+
 
 class DlqReason(StrEnum):
     """Why an event went to the dead-letter topic; one Prometheus label value each."""
@@ -33,3 +35,16 @@ class InvalidEvent(VitrineError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+def invalid_event(exc: ValidationError, what: str) -> InvalidEvent:
+    """The first validation error of a JSON contract, as a reason and a one-line detail (``what``: a model-wide
+    check's location). A model-wide check (no field location) is an inconsistency between fields."""
+    err = exc.errors(include_url=False)[0]
+    reason = {
+        "json_invalid": DlqReason.INVALID_JSON,
+        "model_type": DlqReason.NOT_AN_OBJECT,
+        "missing": DlqReason.MISSING_FIELD,
+    }.get(err["type"], DlqReason.INCONSISTENT if not err["loc"] else DlqReason.INVALID_FIELD)
+    where = ".".join(str(p) for p in err["loc"]) or what
+    return InvalidEvent(reason, f"{where}: {err['msg']}")

@@ -1,4 +1,4 @@
-"""JSON Schemas of the four wire formats, generated from the models so they cannot drift from the code.
+"""JSON Schemas of the wire formats, generated from the models so they cannot drift from the code.
 
 ``vitrine schemas`` writes them to ``schemas/``; a test fails when a committed file no longer matches
 what the models generate. Integrators validate messages against these files without reading Python.
@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from streams.contracts import catalog_update, events, regen, storefront
+from streams.contracts import catalog_update, events, merch_rule, regen, storefront
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -48,6 +48,7 @@ PUBLISHED: tuple[Published, ...] = (
     Published("regen-request.json", "regen-requests", _dataclass(regen.RegenRequest), _doc(regen)),
     Published("storefront-update.json", "storefront-updates", _model(storefront.StorefrontUpdate), _doc(storefront)),
     Published("catalog-update.json", "catalog-updates", _model(catalog_update.CatalogUpdate), _doc(catalog_update)),
+    Published("merch-rule.json", "merch-rules", _model(merch_rule.MerchRule), _doc(merch_rule)),
 )
 
 

@@ -93,6 +93,7 @@ def run_demo(settings: Settings, *, data: Path, speed: float, show: int) -> int:
             dlq_topic=f"{run}-dlq",
             storefront_topic=f"{run}-storefronts",
             catalog_updates_topic=f"{run}-catalog-updates",
+            merch_rules_topic=f"{run}-merch-rules",
             catalog_dir=catalog_dir,
             ranker_model=settings.generator.ranker_model or DEMO_RANKER,
             log_level="WARNING",

@@ -1,4 +1,4 @@
-"""The generator's Faust app: the request agent, catalog updates, the versions table, and endpoints.
+"""The generator's Faust app: the request agent, catalog updates, merchandising rules, the versions table, endpoints.
 
 Delivery is at-least-once: a batch's events are acked only after its updates are handed to the
 producer (a request that keeps failing is dead-lettered with the reason, never dropped), and the
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -22,8 +23,10 @@ from faust.types import EventT, StreamT
 
 from streams.contracts.catalog_update import decode_catalog_update
 from streams.contracts.errors import DlqReason, InvalidEvent
+from streams.contracts.merch_rule import decode_merch_rule
 from streams.contracts.regen import RegenRequest
 from streams.contracts.storefront import StorefrontUpdate
+from streams.generator.merch import MerchBook
 from streams.generator.pipeline import StorefrontGenerator, coalesce
 from streams.generator.setup import GeneratorParts, load_generator_parts
 from streams.runtime import metrics
@@ -38,24 +41,24 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
-class CatalogFollower:
-    """Applies the compacted ``catalog-updates`` topic, from its start, to Qdrant and the retriever.
+class CompactedFollower:
+    """Applies a compacted topic (catalog updates, merchandising rules), from its start, record by record.
 
-    Every generator reads every partition (no consumer group): each needs the whole catalog state.
+    Every generator reads every partition (no consumer group): each needs the whole state the topic holds.
+    ``caught_up`` turns true once every partition was read to where it ended at start (readiness waits for it).
     """
 
     settings: Settings
-    parts: GeneratorParts
-    dead_letters: DeadLetters
+    topic: str
+    apply: Callable[[Rejected], Awaitable[None]]
     caught_up: bool = False
 
     async def run(self) -> None:
-        topic = self.settings.topics.catalog_updates_topic
         consumer = AIOKafkaConsumer(**aiokafka_options(self.settings), enable_auto_commit=False)
         await consumer.start()
         try:
-            partitions = await _partitions(consumer, topic)
-            tps = [TopicPartition(topic, p) for p in partitions]
+            partitions = await _partitions(consumer, self.topic)
+            tps = [TopicPartition(self.topic, p) for p in partitions]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
@@ -65,21 +68,34 @@ class CatalogFollower:
                     for record in records:
                         headers = tuple(record.headers or ())
                         rejected = Rejected(tp.topic, tp.partition, record.offset, record.key, record.value, headers)
-                        await self._apply(rejected)
+                        await self.apply(rejected)
                 if not self.caught_up:
                     positions = {tp: await consumer.position(tp) for tp in tps}
                     self.caught_up = all(positions[tp] >= ends[tp] for tp in tps)
         finally:
             await consumer.stop()
 
-    async def _apply(self, record: Rejected) -> None:
-        try:
-            update = decode_catalog_update(record.value)
-        except InvalidEvent as exc:
-            await self.dead_letters.send(record, exc.reason, exc.detail)
-            return
-        await asyncio.to_thread(self.parts.apply_catalog_update, update)
-        metrics.CATALOG_UPDATES.inc()
+
+async def apply_catalog_update(parts: GeneratorParts, dead_letters: DeadLetters, record: Rejected) -> None:
+    """A price/stock change to Qdrant and the retriever; an invalid one to the catalog DLQ with its reason."""
+    try:
+        update = decode_catalog_update(record.value)
+    except InvalidEvent as exc:
+        await dead_letters.send(record, exc.reason, exc.detail)
+        return
+    await asyncio.to_thread(parts.apply_catalog_update, update)
+    metrics.CATALOG_UPDATES.inc()
+
+
+async def apply_merch_rule(book: MerchBook, dead_letters: DeadLetters, record: Rejected) -> None:
+    """A rule set, changed or deleted (tombstone); an invalid one to the merch DLQ with its reason (the rule it
+    meant to change stays as it was)."""
+    try:
+        rule_id, rule = decode_merch_rule(record.key, record.value)
+    except InvalidEvent as exc:
+        await dead_letters.send(record, exc.reason, exc.detail)
+        return
+    book.apply(rule_id, rule)
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
@@ -229,14 +245,20 @@ def create_generator_app(settings: Settings) -> tuple[faust.App, StorefrontGener
         app, settings, "storefront-versions", "json", "Highest storefront version published per session."
     )
     parts = load_generator_parts(settings)
+    merch = MerchBook()
     generator = StorefrontGenerator(
         assembler=parts.assembler,
         planner=parts.planner,
         control_share=settings.generator.experiment_control_share,
         experiment_id=settings.generator.experiment_id,
+        merch=merch,
     )
-    catalog_dlq = DeadLetters(app.producer, settings.topics.catalog_dlq_topic, settings.topics.dlq_max_value_bytes)
-    follower = CatalogFollower(settings, parts, catalog_dlq)
+    topics = settings.topics
+    catalog_dlq = DeadLetters(app.producer, topics.catalog_dlq_topic, topics.dlq_max_value_bytes)
+    catalog_apply = partial(apply_catalog_update, parts, catalog_dlq)
+    catalog = CompactedFollower(settings, topics.catalog_updates_topic, catalog_apply)
+    merch_dlq = DeadLetters(app.producer, topics.merch_dlq_topic, topics.dlq_max_value_bytes)
+    rules = CompactedFollower(settings, topics.merch_rules_topic, partial(apply_merch_rule, merch, merch_dlq))
     handler = RequestHandler(
         app=app,
         settings=settings,
@@ -263,14 +285,21 @@ def create_generator_app(settings: Settings) -> tuple[faust.App, StorefrontGener
         if parts.catalog is None:
             return  # control arm only: no product facts to keep current
         with contextlib.suppress(asyncio.CancelledError):
-            await follower.run()
+            await catalog.run()
+
+    @app.task
+    async def follow_merch_rules() -> None:
+        if parts.catalog is None:
+            return  # rules target categories and brands: without product facts nothing matches them
+        with contextlib.suppress(asyncio.CancelledError):
+            await rules.run()
 
     def is_ready() -> bool:
         recovery = app.tables.recovery  # type: ignore[attr-defined]  # on TableManager, not its ABC
         return (
             bool(recovery.completed.is_set())
             and not app.rebalancing
-            and (parts.catalog is None or follower.caught_up)
+            and (parts.catalog is None or (catalog.caught_up and rules.caught_up))
             and handler.health.healthy
         )
 

@@ -11,6 +11,10 @@ floor (``VITRINE_DIVERSITY_FLOOR``) holds where the candidates allow. A theme wh
 fill completely is not shown: the placement falls back to its control theme, so no placement is empty or
 promises what it does not show. The finished page is checked and what broke is counted
 (``vitrine_coherence_violations_total``).
+
+Merchandising rules (``streams.generator.merch``): no placement shows a product of an excluded category or brand,
+whatever signal proposed it; a themed placement takes the boosted products among its fused candidates first (in
+fusion's order), then the others, so a boost moves its products up without inventing candidates.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from streams.contracts.storefront import (
 from streams.generator import coherence
 from streams.generator.fusion import Fused, FusionWeights, fuse
 from streams.generator.layout import OWN_SPAN, OWN_THEMES, OwnShelf, Shelf, bought, own_products, page_layout
+from streams.generator.merch import NO_RULES, ActiveRules
 from streams.generator.ranking import Candidates, PageSignals, Scorer, best_source, feature_rows
 from streams.generator.retrieval import RetrievalError, Retriever
 from streams.runtime import metrics
@@ -115,6 +120,7 @@ class _Page:
     bought: set[str]
     keys: set[tuple[str, float]] = field(default_factory=set)
     signals: PageSignals | None = None  # with a learned ranker: the request's channels and affinities, indexed once
+    rules: ActiveRules = NO_RULES  # excluded products are kept off every placement, boosted ones go first
 
     def add(self, chosen: Sequence[Fused], products: ProductLookup) -> None:
         self.taken.update(f.product_id for f in chosen)
@@ -161,9 +167,11 @@ class StorefrontAssembler:
         generation_ms: float = 0.0,
         degraded_reasons: Sequence[str] = (),
         hide: frozenset[str] = frozenset(),
+        rules: ActiveRules = NO_RULES,
     ) -> StorefrontUpdate:
         """``hide``: products kept off this page besides the bought and unavailable ones (the offline evaluation
-        hides the session's own products when it scores the next novel product; serving hides none)."""
+        hides the session's own products when it scores the next novel product; serving hides none).
+        ``rules``: the merchandising rules in force (the planner's plans were written under the same)."""
         started = time.perf_counter()
         reasons = list(degraded_reasons)
         ctx = request.context
@@ -186,7 +194,7 @@ class StorefrontAssembler:
 
         t1 = time.perf_counter()
         signals = PageSignals.of(request) if self.learned is not None else None
-        page = _Page(taken=set(self.unavailable | hide), bought=bought(ctx), signals=signals)
+        page = _Page(taken=set(self.unavailable | hide), bought=bought(ctx), signals=signals, rules=rules)
         placements: list[Placement] = []
         for shelf in page_layout(ctx):
             if isinstance(shelf, OwnShelf):
@@ -217,7 +225,7 @@ class StorefrontAssembler:
                 request_to_publish=float(max(0, now_ms - request.requested_at_ms)) if request.requested_at_ms else 0.0,
             ),
         )
-        for rule, n in coherence.violations(update, self.products, self.diversity_floor).items():
+        for rule, n in coherence.violations(update, self.products, self.diversity_floor, rules).items():
             metrics.COHERENCE_VIOLATIONS.labels(rule=rule.value).inc(n)
         return update
 
@@ -307,6 +315,8 @@ class StorefrontAssembler:
             fused: Iterable[Fused] = self._by_model(Candidates(kind, pool, retrieved or {}), page.signals)
         else:
             fused = fuse(admitted, self.weights[kind], n=sum(map(len, admitted.values())), facts=self.facts)
+        if page.rules.boosting:  # stable: fusion's order within the boosted and within the rest
+            fused = sorted(fused, key=lambda f: not page.rules.boosts(self.products(f.product_id)))
         top_up = (f for f in _top_up(ranker) if coherence.admits(scope, self.products(f.product_id)))
         floor = self.diversity_floor.get(kind.value, 1) if coherence.floor_applies(scope) else 1
         return _select(chain(fused, top_up), n, floor, scope, self.products, page, blocked)
@@ -351,6 +361,8 @@ def _select(
             continue
         seen.add(candidate.product_id)
         product = products(candidate.product_id)
+        if page.rules.excludes(product):
+            continue
         key = coherence.duplicate_key(product)
         if key is not None and (key in page.keys or key in keys):
             continue

@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from models.context import ProductFacts, ProductLookup
 from streams.contracts.storefront import Placement, Scope, StorefrontUpdate
+from streams.generator.merch import NO_RULES, ActiveRules
 
 
 class Rule(StrEnum):
@@ -22,6 +23,7 @@ class Rule(StrEnum):
     DUPLICATE = "duplicate"  # two items of one title and price on a page
     EMPTY_PLACEMENT = "empty_placement"
     DIVERSITY_FLOOR = "diversity_floor"  # fewer distinct categories (brands) than the kind's floor
+    EXCLUDED = "excluded"  # an item of a category or brand a merchandising rule excludes
 
 
 def broken(scope: Scope, product: ProductFacts | None) -> list[Rule]:
@@ -61,18 +63,21 @@ def floor_applies(scope: Scope) -> bool:
     return not (scope.categories and scope.brand is not None)
 
 
-def violations(update: StorefrontUpdate, products: ProductLookup, floors: Mapping[str, int]) -> Counter[Rule]:
-    """Every rule broken on a page: per item for the theme's promises, per pair for duplicates, per placement for
-    emptiness and the diversity floor (the floor asks for no more groups than the placement has items)."""
+def violations(
+    update: StorefrontUpdate, products: ProductLookup, floors: Mapping[str, int], rules: ActiveRules = NO_RULES
+) -> Counter[Rule]:
+    """Every rule broken on a page: per item for the theme's promises and the merchandising excludes, per pair for
+    duplicates, per placement for emptiness and the diversity floor (the floor asks for no more groups than the
+    placement has items)."""
     found: Counter[Rule] = Counter()
     seen: set[tuple[str, float]] = set()
     for placement in update.placements:
-        found.update(_placement_violations(placement, products, floors.get(placement.kind, 1), seen))
+        found.update(_placement_violations(placement, products, floors.get(placement.kind, 1), seen, rules))
     return found
 
 
 def _placement_violations(
-    placement: Placement, products: ProductLookup, floor: int, seen: set[tuple[str, float]]
+    placement: Placement, products: ProductLookup, floor: int, seen: set[tuple[str, float]], rules: ActiveRules
 ) -> Counter[Rule]:
     found: Counter[Rule] = Counter()
     if not placement.items:
@@ -82,6 +87,8 @@ def _placement_violations(
     for item in placement.items:
         product = products(item.product_id)
         found.update(broken(placement.scope, product))
+        if rules.excludes(product):
+            found[Rule.EXCLUDED] += 1
         key = duplicate_key(product)
         if key is not None:
             if key in seen:

@@ -6,20 +6,24 @@ requests of one session collapse to the newest; a request whose version is not a
 published for its session is dropped (a redelivery after a crash, or an older request arriving late).
 Each session is hashed to an experiment arm (salted by ``VITRINE_EXPERIMENT_ID``, see
 streams.contracts.experiment), and the page is planned (themes and keywords), retrieved,
-fused and published keyed by session.
+fused and published keyed by session. A batch is planned and assembled under the merchandising rules in force
+when it is served (``streams.generator.merch``).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from models.context import MerchRules
 from streams.contracts.experiment import DEFAULT_EXPERIMENT_ID, assign_arm
 from streams.contracts.regen import RegenRequest
 from streams.contracts.storefront import Arm, StorefrontUpdate
 from streams.generator.assembly import PlacementPlan, StorefrontAssembler
+from streams.generator.merch import MerchBook
 from streams.runtime import metrics
 
 log = logging.getLogger(__name__)
@@ -40,7 +44,7 @@ class Planner(Protocol):
     arm: Arm
     version: str | None
 
-    def plan(self, requests: Sequence[RegenRequest]) -> list[PagePlan]: ...
+    def plan(self, requests: Sequence[RegenRequest], rules: MerchRules | None = None) -> list[PagePlan]: ...
 
 
 def coalesce(requests: Sequence[RegenRequest], published: Callable[[str], int]) -> list[RegenRequest]:
@@ -66,8 +70,11 @@ class StorefrontGenerator:
         planner: Planner | None,
         control_share: float = 0.1,
         experiment_id: str = DEFAULT_EXPERIMENT_ID,
+        merch: MerchBook | None = None,
     ) -> None:
+        """``merch``: the rule set the merch-rules follower keeps current; none: no rules."""
         self.assembler = assembler
+        self.merch = merch if merch is not None else MerchBook()
         self.planner = planner
         self.control_share = control_share
         self.experiment_id = experiment_id
@@ -80,11 +87,13 @@ class StorefrontGenerator:
             )
             for r in requests
         ]
+        rules = self.merch.active(int(time.time() * 1000))
         planned = [r for r, arm in zip(requests, arms, strict=True) if arm is not Arm.CONTROL]
         plans: dict[str, PagePlan] = {}
         if planned and self.planner is not None:
             try:
-                plans = {r.session_id: p for r, p in zip(planned, self.planner.plan(planned), strict=True)}
+                written = self.planner.plan(planned, rules.context())
+                plans = {r.session_id: p for r, p in zip(planned, written, strict=True)}
             except Exception as exc:  # a failing model degrades pages, never the worker (logged with its trace)
                 log.exception("planner failed; traditional fallback for the batch")
                 reason = f"planner: {type(exc).__name__}: {exc}"
@@ -100,6 +109,7 @@ class StorefrontGenerator:
                 model_version=version if arm is not Arm.CONTROL else None,
                 generation_ms=plan.generation_ms if plan is not None else 0.0,
                 degraded_reasons=plan.degraded if plan is not None else (),
+                rules=rules,
             ).model_copy(update={"experiment_id": self.experiment_id})
             updates.append(update)
             metrics.STOREFRONTS.labels(update.arm.value).inc()

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.candidates import CandidateIndex, placement_candidates, session_item_vectors
-from models.context import context_facts, keywords_input, parse_keywords, render, theme_input
+from models.context import MerchRules, context_facts, keywords_input, parse_keywords, render, theme_input
 from models.embedder import CachedEmbed, Embed, Embedder, EmbedderError
 from models.quality import QualityFilter
 from models.student import ModelLoadError, Student
@@ -84,15 +84,18 @@ class CascadePlanner:
         self.arm = arm
         self.version = version
 
-    def plan(self, requests: Sequence[RegenRequest]) -> list[PagePlan]:
+    def plan(self, requests: Sequence[RegenRequest], rules: MerchRules | None = None) -> list[PagePlan]:
         started = time.perf_counter()
-        pages = self.plan_contexts([r.context for r in requests])
+        pages = self.plan_contexts([r.context for r in requests], rules)
         per_page = (time.perf_counter() - started) * 1000 / max(1, len(requests))
         return [PagePlan(placements, generation_ms=per_page) for placements in pages]
 
-    def plan_contexts(self, contexts: Sequence[SessionContext]) -> list[list[PlacementPlan]]:
+    def plan_contexts(
+        self, contexts: Sequence[SessionContext], rules: MerchRules | None = None
+    ) -> list[list[PlacementPlan]]:
         """Themes, keywords and verdicts per placement for a batch of session contexts, one page each: only the
-        generated placements of each page's layout (``streams.generator.layout.page_layout``) are written.
+        generated placements of each page's layout (``streams.generator.layout.page_layout``) are written, under
+        the merchandising ``rules`` in force (in every context the writer reads; none: no rules).
 
         Free of requests and timing, so the offline evaluation plans replayed contexts exactly as serving does.
         """
@@ -102,7 +105,7 @@ class CascadePlanner:
         for ctx, page_kinds in zip(contexts, kinds, strict=True):
             vectors = session_item_vectors([i.product_id for i in ctx.recent], self.catalog)
             for kind in page_kinds:
-                facts = context_facts(ctx, kind, None, self.catalog.product)
+                facts = context_facts(ctx, kind, rules, self.catalog.product)
                 inputs.append(TeacherInput(render(facts), facts))
                 items.append(vectors)
         themes = self.writer.themes(inputs)

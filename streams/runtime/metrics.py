@@ -70,6 +70,15 @@ COHERENCE_VIOLATIONS = Counter(
     registry=REGISTRY,
 )
 CATALOG_UPDATES = Counter("vitrine_catalog_updates", "Catalog price/stock updates applied.", registry=REGISTRY)
+MERCH_RULE_UPDATES = Counter(
+    "vitrine_merch_rule_updates", "Merchandising rules applied (set, changed or deleted).", registry=REGISTRY
+)
+MERCH_RULES = Gauge(
+    "vitrine_merch_rules",
+    "Merchandising rules held (read from the merch-rules topic and not deleted), and those in force at the last batch.",
+    ["state"],
+    registry=REGISTRY,
+)
 BATCH_SIZE = Histogram(
     "vitrine_generator_batch_size",
     "Requests per generator micro-batch.",

@@ -88,6 +88,12 @@ class TopicSettings(_Section):
     regen_topic: str = "regen-requests"
     storefront_topic: str = "storefront-updates"
     catalog_updates_topic: str = "catalog-updates"
+    merch_rules_topic: str = Field(
+        default="merch-rules", description="Compacted: the merchandising rules (boosts, excludes, campaigns) by id."
+    )
+    merch_dlq_topic: str = Field(
+        default="merch-rules.dlq", description="Rejected merchandising rules, with the reason, for who wrote them."
+    )
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
 

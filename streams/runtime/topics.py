@@ -23,7 +23,12 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.topics.regen_topic, n, rf, topic_configs={"cleanup.policy": "delete"}),
         *(
             NewTopic(name, 1, rf, topic_configs={"retention.ms": str(14 * 24 * 3600 * 1000)})
-            for name in (settings.topics.dlq_topic, settings.topics.catalog_dlq_topic, settings.topics.regen_dlq_topic)
+            for name in (
+                settings.topics.dlq_topic,
+                settings.topics.catalog_dlq_topic,
+                settings.topics.regen_dlq_topic,
+                settings.topics.merch_dlq_topic,
+            )
         ),
         # The latest page per session is what a consumer needs; older versions may be compacted away.
         NewTopic(
@@ -34,6 +39,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         ),
         # Compacted: the topic is the current price/stock override of every product (generators read it from the start).
         NewTopic(settings.topics.catalog_updates_topic, n, rf, topic_configs={"cleanup.policy": "compact"}),
+        # Compacted: the topic is the current rule set (a tombstone deletes a rule); a few rules, read whole by all.
+        NewTopic(settings.topics.merch_rules_topic, 1, rf, topic_configs={"cleanup.policy": "compact"}),
     ]
 
 

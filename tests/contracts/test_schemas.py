@@ -12,6 +12,7 @@ import orjson
 from streams.cli import main
 from streams.contracts.catalog_update import CatalogUpdate
 from streams.contracts.events import ClickEvent
+from streams.contracts.merch_rule import MerchRule
 from streams.contracts.regen import RankerCandidates, RecentItem, RegenRequest, SessionContext
 from streams.contracts.schemas import PUBLISHED, stale_schemas
 from tests.factories import placement, storefront
@@ -64,3 +65,7 @@ def test_messages_the_code_emits_validate_and_broken_ones_do_not() -> None:
     update = CatalogUpdate(product_id="p1", price=9.5, ts=1)
     assert valid("catalog-update.json", update.to_json())
     assert not valid("catalog-update.json", update.to_json().replace(b"9.5", b"-1"))
+
+    rule = MerchRule(rule_id="r1", kind="exclude", brand="acme", valid_until_ms=10)
+    assert valid("merch-rule.json", rule.to_json())
+    assert not valid("merch-rule.json", rule.to_json().replace(b'"exclude"', b'"hide"'))

@@ -1,10 +1,11 @@
-"""The generator on a real broker: replayed REES46 events become storefront updates; catalog changes and an
-unreachable Qdrant are handled without losing a page."""
+"""The generator on a real broker: replayed REES46 events become storefront updates; catalog changes, merchandising
+rules and an unreachable Qdrant are handled without losing a page."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from models.context import PlacementKind
+from streams.catalog.artifacts import Catalog
 from streams.contracts.catalog_update import CatalogUpdate
+from streams.contracts.merch_rule import MerchRule
 from streams.contracts.storefront import Arm, StorefrontUpdate
 from streams.datasets.readers import read_source
 from streams.devtools.local_kafka import free_port
@@ -51,13 +54,13 @@ def wait_handled(generator: WorkerProcess, n: int, timeout_s: float = 240) -> No
     raise AssertionError(f"generator handled {handled} of {n} requests:\n{generator.log_tail()}")
 
 
-async def _send_catalog_update(settings: Settings, update: CatalogUpdate) -> None:
+async def _send(settings: Settings, topic: str, *messages: tuple[bytes, bytes]) -> None:
+    """(key, value) messages to ``topic``, each acknowledged before the next."""
     producer = AIOKafkaProducer(**aiokafka_options(settings))
     await producer.start()
     try:
-        await producer.send_and_wait(
-            settings.topics.catalog_updates_topic, update.to_json(), key=update.product_id.encode()
-        )
+        for key, value in messages:
+            await producer.send_and_wait(topic, value, key=key)
     finally:
         await producer.stop()
 
@@ -137,7 +140,8 @@ def test_out_of_stock_product_leaves_later_storefronts(
                     counts[item.product_id] = counts.get(item.product_id, 0) + 1
     gone = max(counts, key=lambda p: counts[p])
 
-    asyncio.run(_send_catalog_update(settings, CatalogUpdate(product_id=gone, in_stock=False, ts=0)))
+    update = CatalogUpdate(product_id=gone, in_stock=False, ts=0)
+    asyncio.run(_send(settings, settings.topics.catalog_updates_topic, (gone.encode(), update.to_json())))
     deadline = time.monotonic() + 30
     while generator.endpoint.metric("vitrine_catalog_updates_total") < 1:
         assert time.monotonic() < deadline, generator.log_tail()
@@ -149,6 +153,66 @@ def test_out_of_stock_product_leaves_later_storefronts(
     later = [u for u in storefronts(settings) if u.published_at_ms > applied_ms]
     assert len(later) > 100
     assert all(gone not in u.product_ids() for u in later), f"{gone} is out of stock but still shown"
+
+
+def test_merchandising_rules_reach_later_storefronts_within_seconds(
+    settings_factory: Callable[..., Settings], worker_factory: Factory, catalog_dir: Path
+) -> None:
+    """An exclude keeps its brand off every later page, a boost turns heroes to its category, a malformed rule is
+    dead-lettered with its reason. About 400 requests: two slices of 1500 events, before and after the rules."""
+    settings = settings_factory(catalog_dir=catalog_dir, model_dir=None, experiment_control_share=0.0)
+    worker = worker_factory(settings)
+    generator = worker_factory(settings, command="generator")
+    worker.wait_ready()
+    generator.wait_ready()
+    catalog = Catalog.load(catalog_dir)
+    records = read_source(REES46).records[:3000]
+    asyncio.run(replay(records[:1500], settings, progress=False))
+    worker.wait_processed(1500)
+    time.sleep(3)
+    first = storefronts(settings)
+    assert len(first) > 50
+
+    def facts(product_id: str) -> tuple[str | None, str | None]:
+        product = catalog.product(product_id)
+        assert product is not None
+        return product.category, product.brand
+
+    # Exclude the brand the first pages showed most; boost the best-stocked category of other brands that no hero
+    # of the first pages showed (the control: what the boost changes was not there before it).
+    shown = Counter(facts(p)[1] for u in first for p in u.product_ids() if facts(p)[1])
+    excluded = shown.most_common(1)[0][0]
+    assert excluded is not None
+    on_heroes = {facts(i.product_id)[0] for u in first for p in u.placements if p.kind == "hero" for i in p.items}
+    stock = Counter(p.category for p in catalog.products if p.category and p.brand != excluded and p.in_stock)
+    boosted = next(c for c, _ in stock.most_common() if c not in on_heroes)
+    exclude = MerchRule(rule_id="no-top-brand", kind="exclude", brand=excluded)
+    boost = MerchRule(rule_id="push", kind="boost", category=boosted)
+    bad = b'{"rule_id": "bad", "kind": "boost", "valid_from_ms": 5}'
+    sent = time.monotonic()
+    rules = [(b"bad", bad), (b"no-top-brand", exclude.to_json()), (b"push", boost.to_json())]
+    asyncio.run(_send(settings, settings.topics.merch_rules_topic, *rules))
+    while generator.endpoint.metric("vitrine_merch_rule_updates_total") < 2:
+        assert time.monotonic() - sent < 10, generator.log_tail()
+        time.sleep(0.2)
+    applied_ms = int(time.time() * 1000)
+
+    asyncio.run(replay(records[1500:], settings, progress=False))
+    worker.wait_processed(len(records))
+    time.sleep(5)
+    later = [u for u in storefronts(settings) if u.published_at_ms > applied_ms]
+    assert len(later) > 50
+    assert not any(facts(p)[1] == excluded for u in later for p in u.product_ids()), excluded
+    heroes = [p for u in later for p in u.placements if p.kind == "hero"]
+    featured = [p for p in heroes if all(facts(i.product_id)[0] == boosted for i in p.items)]
+    assert len(featured) > 0.5 * len(heroes), (boosted, Counter(p.theme for p in heroes).most_common(5))
+    assert all(p.theme.startswith("Featured ") for p in featured if not p.fallback)
+
+    (dead,) = asyncio.run(read_topic(settings, settings.topics.merch_dlq_topic))
+    headers = dict(dead.headers)
+    assert dead.value == bad
+    assert headers["vitrine.dlq.reason"] == b"inconsistent"
+    assert b"a boost needs exactly one target" in headers["vitrine.dlq.detail"]
 
 
 def test_unreachable_qdrant_still_publishes_degraded_pages(

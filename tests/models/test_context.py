@@ -14,6 +14,7 @@ from models.context import (
     PlacementKind,
     context_facts,
     format_keywords,
+    in_categories,
     keywords_input,
     parse_keywords,
     render,
@@ -117,3 +118,9 @@ def test_worst_case_context_length_is_bounded() -> None:
     text = render(context_facts(ctx, PlacementKind.BECAUSE_YOU_VIEWED, rules, products.get))
     assert len(text) < 1500
     assert text.count(";") == MAX_ITEMS - 1
+
+
+def test_a_rule_category_covers_its_subtree_only() -> None:
+    assert in_categories("kids.toys", ["kids"]) and in_categories("kids", ["kids"])
+    assert not in_categories("kidswear", ["kids"]) and not in_categories(None, ["kids"])
+    assert not in_categories("kids.toys", [])
