@@ -55,15 +55,17 @@ class ActiveRules:
 
     def excludes(self, product: ProductFacts | None) -> bool:
         """An unknown product is not excluded: nothing says it is of an excluded category or brand."""
-        return product is not None and (
-            in_categories(product.category, self.exclude_categories)
-            or (product.brand or "").lower() in self.exclude_brands
-        )
+        return _targeted(product, self.exclude_categories, self.exclude_brands)
 
     def boosts(self, product: ProductFacts | None) -> bool:
-        return product is not None and (
-            in_categories(product.category, self.boost_categories) or (product.brand or "").lower() in self.boost_brands
-        )
+        return _targeted(product, self.boost_categories, self.boost_brands)
+
+
+def _targeted(product: ProductFacts | None, categories: tuple[str, ...], brands: frozenset[str]) -> bool:
+    """Whether a rule naming ``categories`` (prefixes) or ``brands`` (lowercased) targets ``product``."""
+    return product is not None and (
+        in_categories(product.category, categories) or (product.brand or "").lower() in brands
+    )
 
 
 NO_RULES = ActiveRules()
