@@ -149,9 +149,9 @@ def test_out_of_stock_product_leaves_later_storefronts(
     applied_ms = int(time.time() * 1000)
     asyncio.run(replay(records[half:], settings, progress=False))
     worker.wait_processed(len(records))
-    time.sleep(5)
-    # Requested after the rules were in force: a batch takes the rules when it starts, so a page of an earlier
-    # request may be published after them with the old rules (seen in CI on a loaded machine).
+    wait_handled(generator, int(worker.endpoint.metric("vitrine_regen_triggers_total")))
+    # Requested after the update was applied: a page of an earlier request (the generator may still be working
+    # through them on a loaded machine) can be published after it with a retrieval that started before it.
     later = [u for u in storefronts(settings) if u.requested_at_ms > applied_ms]
     assert len(later) > 100
     assert all(gone not in u.product_ids() for u in later), f"{gone} is out of stock but still shown"
@@ -201,7 +201,7 @@ def test_merchandising_rules_reach_later_storefronts_within_seconds(
 
     asyncio.run(replay(records[1500:], settings, progress=False))
     worker.wait_processed(len(records))
-    time.sleep(5)
+    wait_handled(generator, int(worker.endpoint.metric("vitrine_regen_triggers_total")))
     # Requested after the rules were in force: a batch takes the rules when it starts, so a page of an earlier
     # request may be published after them with the old rules (seen in CI on a loaded machine).
     later = [u for u in storefronts(settings) if u.requested_at_ms > applied_ms]
