@@ -14,7 +14,6 @@ from typing import Any
 
 import faust
 from faust.types import EventT, StreamT
-from mode import BaseSignalT
 
 from streams.contracts.errors import InvalidEvent
 from streams.contracts.events import PlausibleTime, decode_event
@@ -257,11 +256,6 @@ def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
         window=plausible_time(settings),
         health=AgentHealth("sessions", settings.operations.agent_crash_limit),
     )
-
-    @app.on_rebalance_complete.connect
-    def forget_ranker_index(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
-        """A restore from the changelog wrote the ranker store directly: rebuild its rank index from it."""
-        worker.ranker.reset()
 
     @app.agent(clickstream, concurrency=1)
     async def sessions(stream: StreamT[bytes]) -> None:

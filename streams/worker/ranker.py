@@ -75,11 +75,7 @@ class RankerSignals:
     """Reads and updates the signals of every partition in ``store`` (the Faust table's data, or a dict).
 
     Top lists are cached per partition and rebuilt when ``stale_after`` updates have landed since the
-    last build, so a request costs a dictionary lookup, not a sort of the partition's catalogue. A rebuild
-    sorts an in-memory index of rank keys (product -> rank key and category, per partition) that ``observe``
-    keeps current, not the store: on RocksDB reading the store is a scan of every partition with a decode per
-    entry. The index is built from the store in one scan when first needed, and again after ``reset`` (the
-    worker calls it when a rebalance completes, since a changelog restore writes the store directly).
+    last build, so a request costs a dictionary lookup, not a sort of the partition's catalogue.
     """
 
     def __init__(
@@ -102,13 +98,6 @@ class RankerSignals:
         self.window = window
         self._updates: dict[int, int] = {}
         self._top: dict[int, tuple[list[str], dict[str, list[str]]]] = {}
-        self._ranks: dict[int, dict[str, tuple[float, str | None]]] | None = None  # None: not built
-
-    def reset(self) -> None:
-        """Forget the caches and the rank index: the store was written behind ``observe``'s back."""
-        self._updates.clear()
-        self._top.clear()
-        self._ranks = None
 
     def observe(
         self,
@@ -140,8 +129,6 @@ class RankerSignals:
                 self.store[other_key] = other_signal
                 touched.append(other_key)
         self.store[key] = signal
-        if self._ranks is not None:
-            self._ranks.setdefault(partition, {})[product_id] = (signal.rank_key(self.half_life_ms), signal.category)
         self._updates[partition] = self._updates.get(partition, 0) + 1
         return touched
 
@@ -226,11 +213,18 @@ class RankerSignals:
         # list cached from its first events would otherwise stay that short for ``stale_after`` events.
         if cached is not None and updates < self.stale_after and (updates == 0 or len(cached[0]) >= self.per_list):
             return cached
-        ranks = self._rank_index().get(partition, {})
-        ranked = sorted(ranks.items(), key=lambda kv: (-kv[1][0], kv[0]))
-        popular = [p for p, _ in ranked[: self.depth]]
+        prefix = f"{partition}/".encode()
+        ranked = sorted(
+            (
+                (s.rank_key(self.half_life_ms), split_key(k)[1], s.category)
+                for k, s in self.store.items()
+                if k.startswith(prefix)
+            ),
+            key=lambda t: (-t[0], t[1]),
+        )
+        popular = [p for _, p, _ in ranked[: self.depth]]
         by_category: dict[str, list[str]] = {}
-        for product, (_, category) in ranked:
+        for _, product, category in ranked:
             if category is not None:
                 top = by_category.setdefault(category, [])
                 if len(top) < self.depth:
@@ -238,15 +232,6 @@ class RankerSignals:
         self._top[partition] = (popular, by_category)
         self._updates[partition] = 0
         return popular, by_category
-
-    def _rank_index(self) -> dict[int, dict[str, tuple[float, str | None]]]:
-        if self._ranks is None:
-            ranks: dict[int, dict[str, tuple[float, str | None]]] = {}
-            for key, signal in self.store.items():
-                partition, product = split_key(key)
-                ranks.setdefault(partition, {})[product] = (signal.rank_key(self.half_life_ms), signal.category)
-            self._ranks = ranks
-        return self._ranks
 
 
 def _bump(neighbours: dict[str, float], other: str) -> None:

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import random
-from pathlib import Path
-
 from streams.contracts.events import ClickEvent
 from streams.contracts.regen import RankerCandidates, RecentItem, RegenRequest, SessionContext
-from streams.runtime.settings import Settings, StoreKind
-from streams.worker.app import create_app
 from streams.worker.ranker import (
     _PRUNE_AT,
     COVIS_WINDOW,
@@ -153,38 +147,3 @@ def test_a_young_partition_is_reranked_before_its_cache_goes_stale() -> None:
     assert [p for p, _ in r.popular(0, 5, 0)] == ["first"]
     r.observe(0, "second", None, 3.0, 0)
     assert [p for p, _ in r.popular(0, 5, 0)] == ["second", "first"]
-
-
-def test_top_lists_from_the_rank_index_equal_a_scan_of_the_store() -> None:
-    """The index ``observe`` keeps is what a fresh scan of the same store gives, on every partition."""
-    rng = random.Random(7)
-    live = RankerSignals({}, half_life_s=3600, stale_after=1, per_list=5)
-    products = [f"p{i}" for i in range(60)]
-    for step in range(3000):
-        product = rng.choice(products)
-        category = None if product.endswith("7") else f"c{int(product[1:]) % 4}"
-        live.observe(rng.randrange(3), product, category, rng.choice([0.0, 1.0, 3.0]), step * 60_000)
-        if step % 250 == 0:
-            scanned = RankerSignals(live.store, half_life_s=3600, stale_after=1, per_list=5)
-            for partition in range(3):
-                assert live._tops(partition) == scanned._tops(partition)
-
-
-def test_a_store_written_behind_observe_shows_after_reset() -> None:
-    """A changelog restore writes the store directly; the worker resets the ranker when a rebalance completes."""
-    r = signals()
-    r.observe(0, "seen", "a", 1.0, 0)
-    assert [p for p, _ in r.popular(0, 5, 0)] == ["seen"]
-    r.store[signal_key(0, "restored")] = ProductSignal("a", 9.0, 0)
-    assert [p for p, _ in r.popular(0, 5, 0)] == ["seen"]  # the index does not know it yet
-    r.reset()
-    assert [p for p, _ in r.popular(0, 5, 0)] == ["restored", "seen"]
-
-
-def test_the_worker_resets_its_ranker_when_a_rebalance_completes(tmp_path: Path) -> None:
-    app, worker = create_app(Settings(store=StoreKind.MEMORY, data_dir=tmp_path))
-    worker.ranker.observe(0, "seen", "a", 1.0, 0)
-    worker.ranker.popular(0, 5, 0)
-    assert worker.ranker._ranks is not None
-    asyncio.run(app.on_rebalance_complete.send())
-    assert worker.ranker._ranks is None
