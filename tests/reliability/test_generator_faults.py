@@ -124,10 +124,9 @@ def test_rocksdb_generator_publishes_every_request_and_dead_letters_unreadable_o
 
 
 @pytest.mark.xfail(
-    reason="open bug (issue 10): take_events acks a batch when its body returns, before its pages are delivered; "
-    "a SIGKILL between the offset commit and delivery loses them (6-9 of ~390 sessions on a quiet machine). "
-    "Flushing the producer inside the batch stalled the agent (214 lost); the fix is a batch path that acks "
-    "each request on delivery.",
+    reason="open bug (issue 10): Faust's recovery seeks to the committed offsets, then resumes the flow, which "
+    "clears the stream queues; requests fetched during the seek are lost when their partition has no committed "
+    "offset (the killed generator dies before its first commit). RELIABILITY.md, 'Diagnosed 2026-12-06'.",
     strict=False,
 )
 def test_generator_sigkill_mid_stream_loses_no_page(
