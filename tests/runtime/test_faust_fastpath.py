@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from faust.transport.consumer import Consumer
+from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 from faust.types import TP as FaustTP
 from mode import Service
 
@@ -24,9 +24,10 @@ def test_installed_faust_is_the_code_the_fast_path_replaces() -> None:
     assert Consumer._drain_messages is faust_fastpath._drain_messages
 
 
-def test_a_changed_drain_loop_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(faust_fastpath, "ORIGINAL_SHA256", "0" * 64)
-    with pytest.raises(FaustInternalsChanged, match="_drain_messages"):
+@pytest.mark.parametrize("method", sorted(faust_fastpath.ORIGINAL_SHA256))
+def test_a_changed_faust_method_is_refused(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    monkeypatch.setitem(faust_fastpath.ORIGINAL_SHA256, method, "0" * 64)
+    with pytest.raises(FaustInternalsChanged, match=method):
         faust_fastpath.install()
 
 
@@ -144,6 +145,11 @@ class DrainingConsumer(FakeConsumer):
         self.diag: Any = SimpleNamespace(set_flag=lambda flag: None, unset_flag=lambda flag: None)
         self.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: False))
         self.fetcher = Service()
+        self.flow_stops = 0
+
+    def stop_flow(self) -> None:
+        """Counted only: this fake's fetches ignore the flow (a real ``getmany`` yields nothing while it is stopped)."""
+        self.flow_stops += 1
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
         if not self.rounds:
@@ -205,3 +211,72 @@ def test_control_without_a_seek_messages_below_the_read_offset_are_dropped_and_c
     """Faust's read-offset filter itself, which the race above turned against the re-fetched messages."""
     delivered, read_offset, lost = drain(seek_while_delivering=False)
     assert delivered == [50] and read_offset == 50 and lost == 3
+
+
+class SeekingConsumer:
+    """What the seek overrides touch of Faust's aiokafka consumer: its flow, its thread, its app's settings."""
+
+    def __init__(self, committed: dict[FaustTP, int | None], reset: str = "earliest") -> None:
+        self.flow_active, self.can_resume_flow, self.suspend_flow = True, asyncio.Event(), asyncio.Event()
+        self.app = SimpleNamespace(
+            conf=SimpleNamespace(consumer_auto_offset_reset=reset),
+            tables=SimpleNamespace(changelog_topics={"app-table-changelog"}),
+        )
+        self._read_offset: dict[Any, int | None] = {}
+        self._committed_offset: dict[Any, int | None] = {}
+        self.events: list[str] = []
+        self.rewound: list[FaustTP] = []
+        outer = self
+
+        class Thread:
+            async def seek_to_committed(self) -> dict[FaustTP, int | None]:
+                outer.events.append(f"seek_to_committed (flow {'on' if outer.flow_active else 'off'})")
+                return committed
+
+            async def seek_to_beginning(self, *tps: FaustTP) -> None:
+                outer.rewound.extend(tps)
+
+        self._thread = Thread()
+
+    def stop_flow(self) -> None:
+        Consumer.stop_flow(self)  # type: ignore[arg-type]
+        self.events.append("stop_flow")
+
+    async def seek_to_committed(self) -> Any:
+        return await ThreadDelegateConsumer.seek_to_committed(self)  # type: ignore[arg-type]
+
+
+def perform_seek(consumer: SeekingConsumer) -> None:
+    faust_fastpath.install()
+    asyncio.run(Consumer.perform_seek(consumer))  # type: ignore[arg-type]
+
+
+def test_the_seek_to_committed_offsets_runs_with_the_flow_stopped() -> None:
+    """The recovery resumes the flow right after this seek, and resuming clears the stream queues: whatever was
+    delivered in between would be lost, so nothing is."""
+    consumer = SeekingConsumer({FaustTP("regen", 0): 42})
+    perform_seek(consumer)
+    assert consumer.events == ["stop_flow", "seek_to_committed (flow off)"]
+    assert consumer.suspend_flow.is_set() and not consumer.flow_active
+    assert consumer._read_offset == {FaustTP("regen", 0): 42}
+
+
+def test_stream_partitions_without_a_committed_offset_go_back_to_their_beginning() -> None:
+    """aiokafka does not move a partition without a committed offset (or at 0); what the cleared queues held
+    must be fetched again."""
+    committed = {
+        FaustTP("regen", 0): None,
+        FaustTP("regen", 1): 0,
+        FaustTP("regen", 2): 42,
+        FaustTP("app-table-changelog", 0): None,  # the recovery positions changelogs itself
+    }
+    consumer = SeekingConsumer(committed)
+    perform_seek(consumer)
+    assert consumer.rewound == [FaustTP("regen", 0), FaustTP("regen", 1)]
+    assert consumer._read_offset[FaustTP("regen", 0)] is None  # every message from the beginning passes
+
+
+def test_with_a_latest_reset_nothing_is_rewound() -> None:
+    consumer = SeekingConsumer({FaustTP("regen", 0): None}, reset="latest")
+    perform_seek(consumer)
+    assert consumer.rewound == []
