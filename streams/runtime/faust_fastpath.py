@@ -270,7 +270,12 @@ async def _seek_to_committed(self: ThreadDelegateConsumer) -> Mapping[TP, int]:
         changelogs = self.app.tables.changelog_topics
         fresh = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
         if fresh:
-            await cast(Any, self._thread).seek_to_beginning(*fresh)
+            # To explicit offsets: aiokafka's ``seek_to_beginning`` is a lazy reset that leaves the position unset
+            # until a fetch resolves it, and Faust's livelock check reads it meanwhile (an AssertionError that
+            # crashed a worker's consumer in CI).
+            thread = cast(Any, self._thread)
+            for tp, offset in (await thread.earliest_offsets(*fresh)).items():
+                thread.seek(tp, offset)
     return committed
 
 

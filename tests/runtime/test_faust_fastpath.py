@@ -233,8 +233,12 @@ class SeekingConsumer:
                 outer.events.append(f"seek_to_committed (flow {'on' if outer.flow_active else 'off'})")
                 return committed
 
-            async def seek_to_beginning(self, *tps: FaustTP) -> None:
-                outer.rewound.extend(tps)
+            async def earliest_offsets(self, *tps: FaustTP) -> dict[FaustTP, int]:
+                return {tp: 0 for tp in tps}
+
+            def seek(self, tp: FaustTP, offset: int) -> None:  # sets the position at once, unlike a lazy reset
+                assert offset == 0
+                outer.rewound.append(tp)
 
         self._thread = Thread()
 
