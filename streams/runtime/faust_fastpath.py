@@ -34,10 +34,14 @@ delivered into queues that are then cleared; they come back only if the seek mov
 aiokafka's ``seek_to_committed`` does not for a partition without a committed offset (or one at 0). A
 generator killed before its first commit left its successor exactly that: 1-2 requests lost per partition, and
 the commit, unchecked for gaps while nothing is committed (``Consumer._new_offset``), moved past them. Here
-``perform_seek`` stops the flow before it seeks (deliveries in progress are abandoned as on a rebalance, and
-fetched records not yet delivered are held back), and a stream partition without a committed offset is sent
-back to its beginning (the ``earliest`` reset this project configures): what the cleared queues held is
-fetched again, at least once, and the consumers drop what they had already done.
+``perform_seek`` holds the stream partitions back until the flow resumes (Faust's ``pause_partitions``: they
+leave the set the fetcher reads, so whatever comes back from the broker stays in aiokafka's buffer), and a
+stream partition without a committed offset is sent back to its beginning (the ``earliest`` reset this project
+configures): what the cleared queues held is fetched again, at least once, and the consumers drop what they
+had already done. Only the stream partitions are held: stopping the whole flow instead (the first version of
+this fix) made ``Consumer.getmany`` discard a batch that came back while the flow was off, standby changelog
+records included, which no seek brings back; a worker that later took the partition over recovered from past
+the gap and served sessions without their earlier events (the rebalance 1 -> 2 -> 1 test, 1-5 sessions).
 
 ``install()`` swaps these in only when the installed Faust's code is, source for source, the code this was
 written against (``ORIGINAL_SHA256``: the replaced loop and the methods whose order the fixes rely on);
@@ -60,6 +64,7 @@ import faust
 from faust.tables.recovery import Recovery
 from faust.transport import consumer as faust_consumer
 from faust.transport.consumer import CONSUMER_FETCHING, Consumer, ThreadDelegateConsumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP, Message
 from faust.types.transports import ConsumerCallback
 from mode import Service, ServiceT
@@ -75,6 +80,11 @@ ORIGINAL_SHA256 = {
     # Both resume the stream partitions, perform_seek, then resume the flow (which clears the stream queues).
     "Recovery._resume_streams": "fbe0f747b84c0b2743bc83626a6836c0b1ffc3b1e3b3ac0073eb13552fd44c75",
     "Recovery.on_recovery_completed": "895e7c415a4d137997ea0e6c04f0c180d3c783cd6ef18a977a14338ca1073b59",
+    "Consumer.resume_flow": "192f20bc377f5fec2acaa88023ea74747b60c0251687d77163196376cc6b5ffb",
+    # A held partition leaves the live set that getmany filters by and the aiokafka thread fetches from.
+    "Consumer.pause_partitions": "a1814af098238ff172ff3accd4b2241ccea51d4d467f54f749d0d526f5df363c",
+    "Consumer.getmany": "e486c434b7928ee8dc33eb66f8ad03adae289861dcec23f4cbd767ccc3c38148",
+    "AIOKafkaConsumerThread._fetch_records": "9e7369fc572de4d0a2747de8690cf28587dddac36dde6f619cbd5fb85d94cfb9",
 }
 _ORIGINALS: dict[str, Callable[..., Any]] = {
     "Consumer._drain_messages": Consumer._drain_messages,
@@ -82,6 +92,10 @@ _ORIGINALS: dict[str, Callable[..., Any]] = {
     "ThreadDelegateConsumer.seek_to_committed": ThreadDelegateConsumer.seek_to_committed,
     "Recovery._resume_streams": Recovery._resume_streams,
     "Recovery.on_recovery_completed": Recovery.on_recovery_completed,
+    "Consumer.resume_flow": Consumer.resume_flow,
+    "Consumer.pause_partitions": Consumer.pause_partitions,
+    "Consumer.getmany": Consumer.getmany,
+    "AIOKafkaConsumerThread._fetch_records": AIOKafkaConsumerThread._fetch_records,
 }
 # Every Faust method that sets ``_read_offset`` to a position it seeks to, as Faust defines it.
 _SEEKING = {
@@ -93,6 +107,7 @@ _SEEKING = {
     )
 }
 _SEEKS = "_vitrine_seeks"  # the per-consumer count of seeks, an attribute on Faust's consumer
+_HELD = "_vitrine_held"  # (generation, stream partitions) that perform_seek paused until the flow resumes
 _inline = True  # whether ``_drain_messages`` delivers through ``deliver`` (set by ``install``)
 
 log = logging.getLogger(__name__)
@@ -251,16 +266,33 @@ async def _drain_messages(self: Consumer, fetcher: ServiceT) -> None:  # pragma:
         unset_flag(flag_consumer_fetching)
 
 
-def _stopping_flow(perform_seek: Callable[..., Awaitable[None]]) -> Callable[..., Coroutine[Any, Any, None]]:
-    """``perform_seek`` with the flow stopped first: nothing is delivered between the seek and the resume that
-    clears the stream queues (the recovery resumes the flow right after it)."""
+def _holding_streams(perform_seek: Callable[..., Awaitable[None]]) -> Callable[..., Coroutine[Any, Any, None]]:
+    """``perform_seek`` with the stream partitions held back until the flow resumes (``_resume_flow``).
+
+    Only while the flow runs (the recovery's seek); ``getmany``'s seek runs with the flow already off."""
 
     @functools.wraps(perform_seek)
-    async def stopping_flow(self: Consumer) -> None:
-        self.stop_flow()
+    async def holding_streams(self: Consumer) -> None:
+        if self.flow_active:
+            changelogs = self.app.tables.changelog_topics
+            held = {tp for tp in self._get_active_partitions() if tp.topic not in changelogs}
+            if held:
+                self.pause_partitions(held)
+                setattr(self, _HELD, (self.app.consumer_generation_id, held))
         await perform_seek(self)
 
-    return stopping_flow
+    return holding_streams
+
+
+def _resume_flow(self: Consumer) -> None:
+    """Faust's ``resume_flow``, then the partitions the seek held back, unless a rebalance came in between (its
+    own recovery resumes what it assigns)."""
+    _ORIGINALS["Consumer.resume_flow"](self)
+    generation, held = getattr(self, _HELD, (None, set()))
+    if held:
+        setattr(self, _HELD, (None, set()))
+        if generation == self.app.consumer_generation_id:
+            self.resume_partitions(held & self.assignment())
 
 
 async def _seek_to_committed(self: ThreadDelegateConsumer) -> Mapping[TP, int]:
@@ -290,13 +322,15 @@ def check() -> None:
 
 
 def install(*, inline_delivery: bool = True) -> None:
-    """Replace ``Consumer._drain_messages`` with the copy (inline delivery on or off), count seeks, seek with the
-    flow stopped and uncommitted partitions from their beginning (idempotent)."""
+    """Replace ``Consumer._drain_messages`` with the copy (inline delivery on or off), count seeks, hold the
+    stream partitions from the recovery's seek to the flow's resume, uncommitted partitions from their beginning
+    (idempotent)."""
     global _inline
     check()
     _inline = inline_delivery
     faust_consumer.Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
     ThreadDelegateConsumer.seek_to_committed = _seek_to_committed  # type: ignore[method-assign]
+    Consumer.resume_flow = _resume_flow  # type: ignore[method-assign]
     for (cls, name), faust_seek in _SEEKING.items():
-        seek = _stopping_flow(faust_seek) if name == "perform_seek" else faust_seek
+        seek = _holding_streams(faust_seek) if name == "perform_seek" else faust_seek
         setattr(cls, name, _counted(seek))

@@ -181,20 +181,20 @@ def test_generator_sigkill_mid_stream_loses_no_page(
     )
 
 
+@pytest.mark.parametrize("store", [StoreKind.ROCKSDB, StoreKind.MEMORY])
 def test_generator_whose_dependencies_fail_publishes_every_page_degraded(
     settings_factory: Callable[..., Settings],
     worker_factory: Callable[..., WorkerProcess],
     catalog_dir: Path,
     tmp_path: Path,
+    store: StoreKind,
 ) -> None:
     """Qdrant unreachable and the model directory broken: pages degrade, none is lost, nothing crashes."""
     broken_model = tmp_path / "student"
     broken_model.mkdir()
     (broken_model / "model.onnx").write_bytes(b"not an onnx model")
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    settings = settings_factory(
-        store=StoreKind.ROCKSDB, catalog_dir=catalog_dir, model_dir=broken_model, qdrant_url=dead
-    )
+    settings = settings_factory(store=store, catalog_dir=catalog_dir, model_dir=broken_model, qdrant_url=dead)
     records = read_source(REES46, limit=1500).records
     worker = worker_factory(settings)
     generator = worker_factory(settings, command="generator")

@@ -145,11 +145,7 @@ class DrainingConsumer(FakeConsumer):
         self.diag: Any = SimpleNamespace(set_flag=lambda flag: None, unset_flag=lambda flag: None)
         self.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: False))
         self.fetcher = Service()
-        self.flow_stops = 0
-
-    def stop_flow(self) -> None:
-        """Counted only: this fake's fetches ignore the flow (a real ``getmany`` yields nothing while it is stopped)."""
-        self.flow_stops += 1
+        self.flow_active = False  # this fake's fetches ignore the flow; off, the seek holds no partition
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
         if not self.rounds:
@@ -214,14 +210,19 @@ def test_control_without_a_seek_messages_below_the_read_offset_are_dropped_and_c
 
 
 class SeekingConsumer:
-    """What the seek overrides touch of Faust's aiokafka consumer: its flow, its thread, its app's settings."""
+    """What the seek overrides touch of Faust's aiokafka consumer: its flow, its partition sets, its thread, its
+    app's settings; Faust's own ``pause_partitions`` / ``resume_partitions`` / ``resume_flow`` run on it."""
 
     def __init__(self, committed: dict[FaustTP, int | None], reset: str = "earliest") -> None:
         self.flow_active, self.can_resume_flow, self.suspend_flow = True, asyncio.Event(), asyncio.Event()
         self.app = SimpleNamespace(
             conf=SimpleNamespace(consumer_auto_offset_reset=reset),
             tables=SimpleNamespace(changelog_topics={"app-table-changelog"}),
+            consumer_generation_id=7,
         )
+        self._assignment = set(committed)
+        self._active_partitions: set[FaustTP] | None = None
+        self._paused_partitions: set[FaustTP] = set()
         self._read_offset: dict[Any, int | None] = {}
         self._committed_offset: dict[Any, int | None] = {}
         self.events: list[str] = []
@@ -230,7 +231,11 @@ class SeekingConsumer:
 
         class Thread:
             async def seek_to_committed(self) -> dict[FaustTP, int | None]:
-                outer.events.append(f"seek_to_committed (flow {'on' if outer.flow_active else 'off'})")
+                fetched = sorted(str(tp.partition) for tp in outer._get_active_partitions() if tp.topic == "regen")
+                outer.events.append(
+                    f"seek_to_committed (flow {'on' if outer.flow_active else 'off'}, "
+                    f"fetching regen {','.join(fetched) or 'none'})"
+                )
                 return committed
 
             async def earliest_offsets(self, *tps: FaustTP) -> dict[FaustTP, int]:
@@ -242,9 +247,20 @@ class SeekingConsumer:
 
         self._thread = Thread()
 
-    def stop_flow(self) -> None:
-        Consumer.stop_flow(self)  # type: ignore[arg-type]
-        self.events.append("stop_flow")
+    def assignment(self) -> set[FaustTP]:
+        return self._assignment
+
+    def _get_active_partitions(self) -> set[FaustTP]:
+        return Consumer._get_active_partitions(self)  # type: ignore[arg-type]
+
+    def _set_active_tps(self, tps: set[FaustTP]) -> set[FaustTP]:
+        return Consumer._set_active_tps(self, tps)  # type: ignore[arg-type]
+
+    def pause_partitions(self, tps: Any) -> None:
+        Consumer.pause_partitions(self, tps)  # type: ignore[arg-type]
+
+    def resume_partitions(self, tps: Any) -> None:
+        Consumer.resume_partitions(self, tps)  # type: ignore[arg-type]
 
     async def seek_to_committed(self) -> Any:
         return await ThreadDelegateConsumer.seek_to_committed(self)  # type: ignore[arg-type]
@@ -255,14 +271,38 @@ def perform_seek(consumer: SeekingConsumer) -> None:
     asyncio.run(Consumer.perform_seek(consumer))  # type: ignore[arg-type]
 
 
-def test_the_seek_to_committed_offsets_runs_with_the_flow_stopped() -> None:
-    """The recovery resumes the flow right after this seek, and resuming clears the stream queues: whatever was
-    delivered in between would be lost, so nothing is."""
-    consumer = SeekingConsumer({FaustTP("regen", 0): 42})
+CHANGELOG = FaustTP("app-table-changelog", 0)
+
+
+def test_the_recovery_seek_holds_the_stream_partitions_until_the_flow_resumes() -> None:
+    """The recovery resumes the flow right after this seek, and resuming clears the stream queues: nothing of the
+    stream partitions may be fetched in between. The changelogs (standbys) keep flowing: a stopped flow would
+    make ``getmany`` discard their records for good."""
+    consumer = SeekingConsumer({FaustTP("regen", 0): 42, FaustTP("regen", 1): 7, CHANGELOG: None})
     perform_seek(consumer)
-    assert consumer.events == ["stop_flow", "seek_to_committed (flow off)"]
-    assert consumer.suspend_flow.is_set() and not consumer.flow_active
-    assert consumer._read_offset == {FaustTP("regen", 0): 42}
+    assert consumer.events == ["seek_to_committed (flow on, fetching regen none)"]
+    assert consumer.flow_active and consumer._get_active_partitions() == {CHANGELOG}
+    assert consumer._read_offset == {FaustTP("regen", 0): 42, FaustTP("regen", 1): 7, CHANGELOG: None}
+    Consumer.resume_flow(consumer)  # type: ignore[arg-type]  # what the recovery calls next
+    assert consumer._get_active_partitions() == set(consumer.assignment())
+    assert consumer._paused_partitions == set()
+
+
+def test_held_partitions_are_left_to_the_next_recovery_after_a_rebalance() -> None:
+    consumer = SeekingConsumer({FaustTP("regen", 0): 42, CHANGELOG: None})
+    perform_seek(consumer)
+    consumer.app.consumer_generation_id += 1  # a rebalance came in between: its own recovery resumes its streams
+    Consumer.resume_flow(consumer)  # type: ignore[arg-type]
+    assert consumer._get_active_partitions() == {CHANGELOG}
+
+
+def test_the_seek_of_a_stopped_flow_holds_nothing() -> None:
+    """``getmany`` seeks when a batch came back with the flow off (a rebalance): the rebalance resumes streams."""
+    consumer = SeekingConsumer({FaustTP("regen", 0): 42, CHANGELOG: None})
+    Consumer.stop_flow(consumer)  # type: ignore[arg-type]
+    perform_seek(consumer)
+    assert consumer.events == ["seek_to_committed (flow off, fetching regen 0)"]
+    assert consumer._paused_partitions == set()
 
 
 def test_stream_partitions_without_a_committed_offset_go_back_to_their_beginning() -> None:
@@ -272,7 +312,7 @@ def test_stream_partitions_without_a_committed_offset_go_back_to_their_beginning
         FaustTP("regen", 0): None,
         FaustTP("regen", 1): 0,
         FaustTP("regen", 2): 42,
-        FaustTP("app-table-changelog", 0): None,  # the recovery positions changelogs itself
+        CHANGELOG: None,  # the recovery positions changelogs itself
     }
     consumer = SeekingConsumer(committed)
     perform_seek(consumer)
