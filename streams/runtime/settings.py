@@ -134,7 +134,7 @@ class WorkerSettings(_Section):
     fast_delivery: bool = Field(
         default=True,
         description="Hand fetched messages to Faust's conductor without four tasks each unless delivery blocks "
-        "(streams/runtime/faust_fastpath.py); false: Faust's wait_first per message (the loop's seek-race fix stays).",
+        "(streams/runtime/faust_fastpath.py); false: Faust's own path.",
     )
     # RocksDB memory (store=rocksdb). Faust opens one database per table and partition, each with its own block
     # cache and write buffers, and its defaults (2 GiB cache, 3 x 64 MiB buffers) exceed a pod's limit many times.

@@ -16,7 +16,7 @@ from streams.contracts.errors import DlqReason
 from streams.datasets.readers import ReplayRecord, read_source
 from streams.devtools.replay import replay
 from streams.runtime.kafka_config import aiokafka_options
-from streams.runtime.settings import Settings, StoreKind
+from streams.runtime.settings import Settings
 from streams.runtime.topics import ensure_topics, read_topic
 from tests.conftest import REES46, WorkerProcess
 from tests.worker.test_app import reference, wait_for_changelog
@@ -67,11 +67,10 @@ def bad_messages(template: ReplayRecord) -> list[tuple[bytes, bytes | None, DlqR
     ]
 
 
-@pytest.mark.parametrize("store", [StoreKind.ROCKSDB, StoreKind.MEMORY])
 def test_bad_messages_go_to_the_dlq_without_crashing_or_expiring_anything(
-    settings_factory: Callable[..., Settings], worker_factory: Callable[..., WorkerProcess], store: StoreKind
+    settings_factory: Callable[..., Settings], worker_factory: Callable[..., WorkerProcess]
 ) -> None:
-    settings = settings_factory(store=store, expiry_interval_s=0.5, session_ttl_s=3600.0)
+    settings = settings_factory(expiry_interval_s=0.5, session_ttl_s=3600.0)
     valid = read_source(REES46, limit=400).records
     bad = bad_messages(valid[0])
     asyncio.run(create_clickstream_for_big_messages(settings))

@@ -24,7 +24,7 @@ from streams.contracts.events import decode_event
 from streams.contracts.regen import RegenRequest
 from streams.datasets.readers import read_source
 from streams.runtime.kafka_config import aiokafka_options
-from streams.runtime.settings import Settings, StoreKind
+from streams.runtime.settings import Settings
 from streams.runtime.topics import ensure_topics, read_topic
 from streams.worker.watermark import plausible_time
 from tests.conftest import REES46, WorkerProcess
@@ -49,13 +49,12 @@ async def produce(settings: Settings, messages: list[tuple[bytes, bytes | None]]
 
 
 @pytest.mark.kafka
-@pytest.mark.parametrize("store", [StoreKind.ROCKSDB, StoreKind.MEMORY])
 def test_fuzzed_clickstream_loses_nothing_and_crashes_nothing(
-    settings_factory: Callable[..., Settings], worker_factory: Callable[..., WorkerProcess], store: StoreKind
+    settings_factory: Callable[..., Settings], worker_factory: Callable[..., WorkerProcess]
 ) -> None:
     # The slice spans 2.3 h of event time: a TTL of days (the fixture's) expires nothing legitimately,
     # while a microsecond ts that moved the watermark would expire everything.
-    settings = settings_factory(store=store, expiry_interval_s=0.5)
+    settings = settings_factory(expiry_interval_s=0.5)
     valid = read_source(REES46, limit=N_VALID).records
     stream = interleave(valid, N_BAD, seed=10)
     big = orjson.loads(valid[0].value)

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from faust.transport.consumer import Consumer, ThreadDelegateConsumer
+from faust.transport.consumer import Consumer
 from faust.types import TP as FaustTP
 from mode import Service
 
@@ -24,10 +24,9 @@ def test_installed_faust_is_the_code_the_fast_path_replaces() -> None:
     assert Consumer._drain_messages is faust_fastpath._drain_messages
 
 
-@pytest.mark.parametrize("method", sorted(faust_fastpath.ORIGINAL_SHA256))
-def test_a_changed_faust_method_is_refused(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
-    monkeypatch.setitem(faust_fastpath.ORIGINAL_SHA256, method, "0" * 64)
-    with pytest.raises(FaustInternalsChanged, match=method):
+def test_a_changed_drain_loop_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(faust_fastpath, "ORIGINAL_SHA256", "0" * 64)
+    with pytest.raises(FaustInternalsChanged, match="_drain_messages"):
         faust_fastpath.install()
 
 
@@ -145,7 +144,6 @@ class DrainingConsumer(FakeConsumer):
         self.diag: Any = SimpleNamespace(set_flag=lambda flag: None, unset_flag=lambda flag: None)
         self.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: False))
         self.fetcher = Service()
-        self.flow_active = False  # this fake's fetches ignore the flow; off, the seek holds no partition
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
         if not self.rounds:
@@ -207,120 +205,3 @@ def test_control_without_a_seek_messages_below_the_read_offset_are_dropped_and_c
     """Faust's read-offset filter itself, which the race above turned against the re-fetched messages."""
     delivered, read_offset, lost = drain(seek_while_delivering=False)
     assert delivered == [50] and read_offset == 50 and lost == 3
-
-
-class SeekingConsumer:
-    """What the seek overrides touch of Faust's aiokafka consumer: its flow, its partition sets, its thread, its
-    app's settings; Faust's own ``pause_partitions`` / ``resume_partitions`` / ``resume_flow`` run on it."""
-
-    def __init__(self, committed: dict[FaustTP, int | None], reset: str = "earliest") -> None:
-        self.flow_active, self.can_resume_flow, self.suspend_flow = True, asyncio.Event(), asyncio.Event()
-        self.app = SimpleNamespace(
-            conf=SimpleNamespace(consumer_auto_offset_reset=reset),
-            tables=SimpleNamespace(changelog_topics={"app-table-changelog"}),
-            consumer_generation_id=7,
-        )
-        self._assignment = set(committed)
-        self._active_partitions: set[FaustTP] | None = None
-        self._paused_partitions: set[FaustTP] = set()
-        self._read_offset: dict[Any, int | None] = {}
-        self._committed_offset: dict[Any, int | None] = {}
-        self.events: list[str] = []
-        self.rewound: list[FaustTP] = []
-        outer = self
-
-        class Thread:
-            async def seek_to_committed(self) -> dict[FaustTP, int | None]:
-                fetched = sorted(str(tp.partition) for tp in outer._get_active_partitions() if tp.topic == "regen")
-                outer.events.append(
-                    f"seek_to_committed (flow {'on' if outer.flow_active else 'off'}, "
-                    f"fetching regen {','.join(fetched) or 'none'})"
-                )
-                return committed
-
-            async def earliest_offsets(self, *tps: FaustTP) -> dict[FaustTP, int]:
-                return {tp: 0 for tp in tps}
-
-            def seek(self, tp: FaustTP, offset: int) -> None:  # sets the position at once, unlike a lazy reset
-                assert offset == 0
-                outer.rewound.append(tp)
-
-        self._thread = Thread()
-
-    def assignment(self) -> set[FaustTP]:
-        return self._assignment
-
-    def _get_active_partitions(self) -> set[FaustTP]:
-        return Consumer._get_active_partitions(self)  # type: ignore[arg-type]
-
-    def _set_active_tps(self, tps: set[FaustTP]) -> set[FaustTP]:
-        return Consumer._set_active_tps(self, tps)  # type: ignore[arg-type]
-
-    def pause_partitions(self, tps: Any) -> None:
-        Consumer.pause_partitions(self, tps)  # type: ignore[arg-type]
-
-    def resume_partitions(self, tps: Any) -> None:
-        Consumer.resume_partitions(self, tps)  # type: ignore[arg-type]
-
-    async def seek_to_committed(self) -> Any:
-        return await ThreadDelegateConsumer.seek_to_committed(self)  # type: ignore[arg-type]
-
-
-def perform_seek(consumer: SeekingConsumer) -> None:
-    faust_fastpath.install()
-    asyncio.run(Consumer.perform_seek(consumer))  # type: ignore[arg-type]
-
-
-CHANGELOG = FaustTP("app-table-changelog", 0)
-
-
-def test_the_recovery_seek_holds_the_stream_partitions_until_the_flow_resumes() -> None:
-    """The recovery resumes the flow right after this seek, and resuming clears the stream queues: nothing of the
-    stream partitions may be fetched in between. The changelogs (standbys) keep flowing: a stopped flow would
-    make ``getmany`` discard their records for good."""
-    consumer = SeekingConsumer({FaustTP("regen", 0): 42, FaustTP("regen", 1): 7, CHANGELOG: None})
-    perform_seek(consumer)
-    assert consumer.events == ["seek_to_committed (flow on, fetching regen none)"]
-    assert consumer.flow_active and consumer._get_active_partitions() == {CHANGELOG}
-    assert consumer._read_offset == {FaustTP("regen", 0): 42, FaustTP("regen", 1): 7, CHANGELOG: None}
-    Consumer.resume_flow(consumer)  # type: ignore[arg-type]  # what the recovery calls next
-    assert consumer._get_active_partitions() == set(consumer.assignment())
-    assert consumer._paused_partitions == set()
-
-
-def test_held_partitions_are_left_to_the_next_recovery_after_a_rebalance() -> None:
-    consumer = SeekingConsumer({FaustTP("regen", 0): 42, CHANGELOG: None})
-    perform_seek(consumer)
-    consumer.app.consumer_generation_id += 1  # a rebalance came in between: its own recovery resumes its streams
-    Consumer.resume_flow(consumer)  # type: ignore[arg-type]
-    assert consumer._get_active_partitions() == {CHANGELOG}
-
-
-def test_the_seek_of_a_stopped_flow_holds_nothing() -> None:
-    """``getmany`` seeks when a batch came back with the flow off (a rebalance): the rebalance resumes streams."""
-    consumer = SeekingConsumer({FaustTP("regen", 0): 42, CHANGELOG: None})
-    Consumer.stop_flow(consumer)  # type: ignore[arg-type]
-    perform_seek(consumer)
-    assert consumer.events == ["seek_to_committed (flow off, fetching regen 0)"]
-    assert consumer._paused_partitions == set()
-
-
-def test_stream_partitions_without_a_committed_offset_go_back_to_their_beginning() -> None:
-    """aiokafka does not move a partition without a committed offset (or at 0); what the cleared queues held
-    must be fetched again."""
-    committed = {
-        FaustTP("regen", 0): None,
-        FaustTP("regen", 1): 0,
-        FaustTP("regen", 2): 42,
-        CHANGELOG: None,  # the recovery positions changelogs itself
-    }
-    consumer = SeekingConsumer(committed)
-    perform_seek(consumer)
-    assert consumer.rewound == [FaustTP("regen", 0), FaustTP("regen", 1)]
-    assert consumer._read_offset[FaustTP("regen", 0)] is None  # every message from the beginning passes
-
-
-def test_with_a_latest_reset_nothing_is_rewound() -> None:
-    consumer = SeekingConsumer({FaustTP("regen", 0): None}, reset="latest")
-    perform_seek(consumer)
-    assert consumer.rewound == []
