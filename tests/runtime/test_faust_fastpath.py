@@ -9,24 +9,29 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.types import TP as FaustTP
 from mode import Service
+from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
 from streams.runtime import faust_fastpath, metrics
 from streams.runtime.faust_fastpath import FaustInternalsChanged, deliver
 
 
-def test_installed_faust_is_the_code_the_fast_path_replaces() -> None:
-    """Fails after a Faust upgrade that touched ``_drain_messages``: port the one-line change, then update the hash."""
+def test_installed_faust_is_the_code_the_overrides_replace() -> None:
+    """Fails after a Faust upgrade that touched a replaced method: port the marked changes, then update the hash."""
     faust_fastpath.check()
     faust_fastpath.install()
     assert Consumer._drain_messages is faust_fastpath._drain_messages
+    assert Recovery.on_recovery_completed is faust_fastpath.on_recovery_completed
+    assert Recovery._resume_streams is faust_fastpath._resume_streams
 
 
-def test_a_changed_drain_loop_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(faust_fastpath, "ORIGINAL_SHA256", "0" * 64)
-    with pytest.raises(FaustInternalsChanged, match="_drain_messages"):
+@pytest.mark.parametrize("name", ["Consumer._drain_messages", "Recovery.on_recovery_completed"])
+def test_a_changed_method_is_refused(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setitem(faust_fastpath.ORIGINAL_SHA256, name, "0" * 64)
+    with pytest.raises(FaustInternalsChanged, match=name):
         faust_fastpath.install()
 
 
@@ -205,3 +210,111 @@ def test_control_without_a_seek_messages_below_the_read_offset_are_dropped_and_c
     """Faust's read-offset filter itself, which the race above turned against the re-fetched messages."""
     delivered, read_offset, lost = drain(seek_while_delivering=False)
     assert delivered == [50] and read_offset == 50 and lost == 3
+
+
+STREAM, CHANGELOG = FaustTP("clicks", 0), FaustTP("app-sessions-changelog", 0)
+
+
+class RecoveringConsumer:
+    """The consumer as recovery leaves it: flow running (the changelogs were read), stream partition paused."""
+
+    def __init__(self) -> None:
+        self.paused = {STREAM}
+        self.seeks = 0
+
+    def assignment(self) -> set[Any]:
+        return {STREAM, CHANGELOG}
+
+    def resume_partitions(self, tps: set[Any]) -> None:
+        self.paused -= tps
+
+    def resume_flow(self) -> None:
+        pass
+
+    async def perform_seek(self) -> None:
+        for _ in range(3):  # the seek is a thread call: the event loop runs meanwhile
+            await asyncio.sleep(0)
+        self.seeks += 1
+
+
+class FinishingRecovery:
+    """What the end of Faust's recovery reads of ``Recovery``, with mode's real flow control and stream queue."""
+
+    def __init__(self) -> None:
+        self.consumer = RecoveringConsumer()
+        self.flow_control = FlowControlEvent(initially_suspended=False)
+        noop = SimpleNamespace(send=_anoop)
+        self.app = SimpleNamespace(
+            consumer=self.consumer,
+            on_rebalance_complete=noop,
+            consumer_generation_id=1,
+            conf=SimpleNamespace(broker_request_timeout=5.0),
+            flow_control=self.flow_control,
+            _fetcher=SimpleNamespace(maybe_start=_anoop),
+            assignor=SimpleNamespace(assigned_standbys=set),
+            on_rebalance_end=lambda: None,
+        )
+        self.log = SimpleNamespace(info=_noop, dev=_noop, warning=_noop)
+        self.tables = SimpleNamespace(values=list, on_actives_ready=_noop, on_standbys_ready=_noop)
+        self.actives_for_table: dict[Any, Any] = {}
+        self.standbys_for_table: dict[Any, Any] = {}
+        self.completed = asyncio.Event()
+
+    def _set_recovery_ended(self) -> None:
+        pass
+
+    def _is_changelog_tp(self, tp: Any) -> bool:
+        return bool(tp.topic.endswith("-changelog"))
+
+    async def _wait(self, coro: Any, timeout: float) -> None:
+        await asyncio.create_task(coro)  # Faust's goes through ``wait_first``: tasks, so the loop turns
+
+
+async def _anoop(*args: Any) -> None:
+    pass
+
+
+def _noop(*args: Any) -> None:
+    pass
+
+
+def finish_recovery(method: Any) -> tuple[int, int]:
+    """(messages fetched from the stream partition, messages still queued for the agent) after ``method`` ran."""
+
+    async def main() -> tuple[int, int]:
+        recovery = FinishingRecovery()
+        queue: FlowControlQueue[int] = FlowControlQueue(flow_control=recovery.flow_control, clear_on_resume=True)
+        fetched = 0
+        done = False
+
+        async def fetcher() -> None:  # delivers whatever the consumer may fetch, one message per loop turn
+            nonlocal fetched
+            while not done:
+                if STREAM not in recovery.consumer.paused:
+                    await queue.put(fetched)
+                    fetched += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(fetcher())
+        await method(recovery, generation_id=1)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        done = True
+        await task
+        assert recovery.consumer.seeks == 1 and recovery.completed.is_set()
+        return fetched, queue.qsize()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("method", ["on_recovery_completed", "_resume_streams"])
+def test_messages_fetched_while_recovery_completes_reach_the_agent(method: str) -> None:
+    fetched, queued = finish_recovery(getattr(faust_fastpath, method))
+    assert fetched > 0 and queued == fetched
+
+
+@pytest.mark.parametrize("method", ["on_recovery_completed", "_resume_streams"])
+def test_control_faust_own_order_clears_messages_fetched_during_the_seek(method: str) -> None:
+    """Faust resumes the stream partitions before the seek and clears the queues after it: those messages are gone."""
+    fetched, queued = finish_recovery(faust_fastpath._ORIGINALS[f"Recovery.{method}"])
+    assert queued < fetched
