@@ -110,8 +110,7 @@ def codec_table(app: faust.App, settings: Settings, name: str, codec: str, help:
 
 def faust_app(settings: Settings, *, app_id: str, stream_wait_empty: bool = True) -> faust.App:
     """At-least-once, agent concurrency 1 everywhere (DESIGN.md: Faust's exactly-once has data-loss reports)."""
-    if settings.worker.fast_delivery:
-        faust_fastpath.install()
+    faust_fastpath.install(fast_delivery=settings.worker.fast_delivery)
     return faust.App(
         app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.connection.kafka_bootstrap_servers.split(",")],

@@ -327,10 +327,15 @@ def check() -> None:
         )
 
 
-def install() -> None:
-    """Replace the methods above with their patched copies, and count seeks (idempotent)."""
+def install(*, fast_delivery: bool = True) -> None:
+    """Replace the recovery methods with their patched copies, and the drain loop when ``fast_delivery`` (idempotent).
+
+    The recovery fix is a correctness fix and always goes in; the inline delivery is the opt-out
+    ``VITRINE_FAST_DELIVERY`` setting, which puts Faust's own loop back.
+    """
     check()
     for name, (cls, attr) in _REPLACED.items():
-        setattr(cls, attr, _COPIES[name])
+        keep_faust = name == "Consumer._drain_messages" and not fast_delivery
+        setattr(cls, attr, _ORIGINALS[name] if keep_faust else _COPIES[name])
     for (cls, name), faust_seek in _SEEKING.items():
         setattr(cls, name, _counted(faust_seek))

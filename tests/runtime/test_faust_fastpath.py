@@ -28,6 +28,15 @@ def test_installed_faust_is_the_code_the_overrides_replace() -> None:
     assert Recovery._resume_streams is faust_fastpath._resume_streams
 
 
+def test_without_fast_delivery_faust_own_loop_runs_and_the_recovery_fix_stays() -> None:
+    try:
+        faust_fastpath.install(fast_delivery=False)
+        assert Consumer._drain_messages is faust_fastpath._ORIGINALS["Consumer._drain_messages"]
+        assert Recovery.on_recovery_completed is faust_fastpath.on_recovery_completed
+    finally:
+        faust_fastpath.install()
+
+
 @pytest.mark.parametrize("name", ["Consumer._drain_messages", "Recovery.on_recovery_completed"])
 def test_a_changed_method_is_refused(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setitem(faust_fastpath.ORIGINAL_SHA256, name, "0" * 64)
