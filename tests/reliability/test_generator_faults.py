@@ -123,12 +123,6 @@ def test_rocksdb_generator_publishes_every_request_and_dead_letters_unreadable_o
     )
 
 
-@pytest.mark.xfail(
-    reason="open bug (issue 10): Faust's recovery seeks to the committed offsets, then resumes the flow, which "
-    "clears the stream queues; requests fetched during the seek are lost when their partition has no committed "
-    "offset (the killed generator dies before its first commit). RELIABILITY.md, 'Diagnosed 2026-12-06'.",
-    strict=False,
-)
 def test_generator_sigkill_mid_stream_loses_no_page(
     settings_factory: Callable[..., Settings], worker_factory: Callable[..., WorkerProcess]
 ) -> None:
