@@ -54,12 +54,14 @@ def own_broker(tmp_path: Path) -> Iterator[RestartableKafka]:
         yield kafka
 
 
+@pytest.mark.parametrize("store", [StoreKind.ROCKSDB, StoreKind.MEMORY])
 def test_broker_restart_on_the_same_log_dir_loses_nothing(
+    store: StoreKind,
     own_broker: RestartableKafka,
     settings_factory: Callable[..., Settings],
     worker_factory: Callable[..., WorkerProcess],
 ) -> None:
-    settings = settings_factory(store=StoreKind.ROCKSDB, kafka_bootstrap_servers=own_broker.bootstrap)
+    settings = settings_factory(store=store, kafka_bootstrap_servers=own_broker.bootstrap)
     records = read_source(REES46, limit=2000).records
     worker = worker_factory(settings)
     worker.wait_ready()
@@ -81,6 +83,6 @@ def test_broker_restart_on_the_same_log_dir_loses_nothing(
     ]
     assert len(client_errors) <= MAX_CLIENT_ERROR_LINES, f"{len(client_errors)} aiokafka ERROR lines in a 15 s outage"
     print(
-        Figures(len(records), len(expected), requests, copies).line("broker-restart")
+        Figures(len(records), len(expected), requests, copies).line(f"broker-restart-{store.value}")
         + f", {len(client_errors)} client ERROR lines"
     )

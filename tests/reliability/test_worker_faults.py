@@ -79,10 +79,11 @@ def _processed(worker: WorkerProcess) -> float:
         return 0.0  # not listening yet
 
 
+@pytest.mark.parametrize("store", [StoreKind.ROCKSDB, StoreKind.MEMORY])
 def test_rebalance_one_two_one_loses_nothing(
-    settings_factory: Callable[..., Settings], worker_factory: Callable[..., WorkerProcess]
+    store: StoreKind, settings_factory: Callable[..., Settings], worker_factory: Callable[..., WorkerProcess]
 ) -> None:
-    settings = settings_factory(store=StoreKind.ROCKSDB)
+    settings = settings_factory(store=store)
     records = read_source(REES46, limit=3000).records
     a = worker_factory(settings)
     a.wait_ready()
@@ -104,7 +105,7 @@ def test_rebalance_one_two_one_loses_nothing(
     requests, copies = assert_no_request_version_lost(settings, expected)
     assert a.endpoint.metric("vitrine_agent_crashes_total") == 0
     wait_for(lambda: _lag_partitions(a) == settings.topics.topic_partitions, 30, "exporting lag of every partition")
-    print(Figures(len(records), len(expected), requests, copies).line("rebalance-1-2-1"))
+    print(Figures(len(records), len(expected), requests, copies).line(f"rebalance-1-2-1-{store.value}"))
 
 
 def _lag_partitions(worker: WorkerProcess) -> int:
