@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP as FaustTP
 from mode import Service
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
@@ -26,6 +30,8 @@ def test_installed_faust_is_the_code_the_overrides_replace() -> None:
     assert Consumer._drain_messages is faust_fastpath._drain_messages
     assert Recovery.on_recovery_completed is faust_fastpath.on_recovery_completed
     assert Recovery._resume_streams is faust_fastpath._resume_streams
+    assert AIOKafkaConsumerThread.seek_to_committed is faust_fastpath.seek_to_committed
+    assert AIOKafkaConsumerThread._fetch_records is faust_fastpath._fetch_records
 
 
 def test_without_fast_delivery_faust_own_loop_runs_and_the_recovery_fix_stays() -> None:
@@ -37,7 +43,15 @@ def test_without_fast_delivery_faust_own_loop_runs_and_the_recovery_fix_stays() 
         faust_fastpath.install()
 
 
-@pytest.mark.parametrize("name", ["Consumer._drain_messages", "Recovery.on_recovery_completed"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Consumer._drain_messages",
+        "Recovery.on_recovery_completed",
+        "AIOKafkaConsumerThread.seek_to_committed",
+        "AIOKafkaConsumerThread._fetch_records",
+    ],
+)
 def test_a_changed_method_is_refused(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setitem(faust_fastpath.ORIGINAL_SHA256, name, "0" * 64)
     with pytest.raises(FaustInternalsChanged, match=name):
@@ -327,3 +341,108 @@ def test_control_faust_own_order_clears_messages_fetched_during_the_seek(method:
     """Faust resumes the stream partitions before the seek and clears the queues after it: those messages are gone."""
     fetched, queued = finish_recovery(faust_fastpath._ORIGINALS[f"Recovery.{method}"])
     assert queued < fetched
+
+
+async def _create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, n, 1) for name, n in partitions.items()])
+    finally:
+        await admin.close()
+
+
+async def _read_then_seek_to_committed(bootstrap: str, *, patched: bool, reset: str = "earliest") -> dict[str, int]:
+    """Two partitions of a group that never committed: both fetched to the end, as records a rebalance dropped.
+
+    Partition 1 then gets a commit at 3; the changelog-named partition has no commit either. Returns each
+    partition's position after the seek to the committed offsets.
+    """
+    suffix = uuid.uuid4().hex[:8]
+    stream, changelog = f"stream-{suffix}", f"app-{suffix}-sessions-changelog"
+    await _create_topics(bootstrap, {stream: 2, changelog: 1})
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for topic, partition in ((stream, 0), (stream, 1), (changelog, 0)):
+            for i in range(5):
+                await producer.send_and_wait(topic, f"{i}".encode(), partition=partition)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=f"group-{suffix}", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(stream, 0), TopicPartition(stream, 1), TopicPartition(changelog, 0)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        while sum(len(r) for r in (await consumer.getmany(*tps, timeout_ms=1000)).values()) > 0:
+            pass  # read to the end
+        await consumer.commit({TopicPartition(stream, 1): 3})
+        faust_consumer = SimpleNamespace(
+            _is_changelog_tp=lambda tp: tp.topic == changelog,
+            app=SimpleNamespace(conf=SimpleNamespace(consumer_auto_offset_reset=reset)),
+        )
+        if patched:
+            await faust_fastpath._seek_to_committed(consumer, faust_consumer)  # type: ignore[arg-type]
+        else:
+            await consumer.seek_to_committed()
+        return {f"{tp.topic.split('-')[0]}-{tp.partition}": await consumer.position(tp) for tp in tps}
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.parametrize(("reset", "uncommitted_at"), [("earliest", 0), ("latest", 5)])
+async def test_the_seek_to_committed_resets_stream_partitions_that_have_no_commit(
+    kafka_bootstrap: str, reset: str, uncommitted_at: int
+) -> None:
+    positions = await _read_then_seek_to_committed(kafka_bootstrap, patched=True, reset=reset)
+    assert positions == {"stream-0": uncommitted_at, "stream-1": 3, "app-0": 5}  # the changelog is recovery's
+
+
+async def test_control_aiokafka_own_seek_leaves_an_uncommitted_partition_past_what_it_dropped(
+    kafka_bootstrap: str,
+) -> None:
+    positions = await _read_then_seek_to_committed(kafka_bootstrap, patched=False)
+    assert positions == {"stream-0": 5, "stream-1": 3, "app-0": 5}
+
+
+async def _fetch_with_every_partition_paused(bootstrap: str, fetch: Any) -> tuple[int, int]:
+    """Records buffered for a partition, then a fetch while Faust's live active set is empty (a rebalance paused
+    everything). Returns how many records that fetch returned, and how many the next fetch returns once the
+    partition is active again."""
+    topic = f"paused-{uuid.uuid4().hex[:8]}"
+    await _create_topics(bootstrap, {topic: 1})
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for i in range(5):
+            await producer.send_and_wait(topic, f"{i}".encode(), partition=0)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        thread = SimpleNamespace(consumer=SimpleNamespace(flow_active=True))
+        active: set[TopicPartition] = set()
+        while not consumer._fetcher._records:  # the background fetch buffers the records
+            await asyncio.sleep(0.05)
+        paused = await fetch(thread, consumer, active, timeout=0.5)
+        active.add(tp)
+        resumed = await fetch(thread, consumer, active, timeout=5.0)
+        return sum(len(r) for r in paused.values()), sum(len(r) for r in resumed.values())
+    finally:
+        await consumer.stop()
+
+
+async def test_a_fetch_while_every_partition_is_paused_returns_nothing_and_keeps_the_records(
+    kafka_bootstrap: str,
+) -> None:
+    assert await _fetch_with_every_partition_paused(kafka_bootstrap, faust_fastpath._fetch_records) == (0, 5)
+
+
+async def test_control_faust_own_fetch_returns_a_paused_partition_records(kafka_bootstrap: str) -> None:
+    original = faust_fastpath._ORIGINALS["AIOKafkaConsumerThread._fetch_records"]
+    assert await _fetch_with_every_partition_paused(kafka_bootstrap, original) == (5, 0)
