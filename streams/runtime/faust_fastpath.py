@@ -418,10 +418,10 @@ def check() -> None:
 
 
 def install(*, fast_delivery: bool = True) -> None:
-    """Replace the recovery methods with their patched copies, and the drain loop when ``fast_delivery`` (idempotent).
+    """Replace the recovery, seek and fetch methods with their copies, and the drain loop when ``fast_delivery``.
 
-    The recovery fix is a correctness fix and always goes in; the inline delivery is the opt-out
-    ``VITRINE_FAST_DELIVERY`` setting, which puts Faust's own loop back.
+    Idempotent. The recovery, seek and fetch fixes are correctness fixes and always go in; the inline
+    delivery is the opt-out ``VITRINE_FAST_DELIVERY`` setting, which puts Faust's own loop back.
     """
     check()
     for name, (cls, attr) in _REPLACED.items():
