@@ -343,13 +343,23 @@ def test_control_faust_own_order_clears_messages_fetched_during_the_seek(method:
     assert queued < fetched
 
 
-async def _create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
+async def _topics_of_five_records(bootstrap: str, partitions: dict[str, int]) -> None:
+    """Create each topic with its number of partitions, and write 5 records to every partition."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, n, 1) for name, n in partitions.items()])
     finally:
         await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for topic, n in partitions.items():
+            for partition in range(n):
+                for i in range(5):
+                    await producer.send_and_wait(topic, f"{i}".encode(), partition=partition)
+    finally:
+        await producer.stop()
 
 
 async def _read_then_seek_to_committed(bootstrap: str, *, patched: bool, reset: str = "earliest") -> dict[str, int]:
@@ -360,15 +370,7 @@ async def _read_then_seek_to_committed(bootstrap: str, *, patched: bool, reset: 
     """
     suffix = uuid.uuid4().hex[:8]
     stream, changelog = f"stream-{suffix}", f"app-{suffix}-sessions-changelog"
-    await _create_topics(bootstrap, {stream: 2, changelog: 1})
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        for topic, partition in ((stream, 0), (stream, 1), (changelog, 0)):
-            for i in range(5):
-                await producer.send_and_wait(topic, f"{i}".encode(), partition=partition)
-    finally:
-        await producer.stop()
+    await _topics_of_five_records(bootstrap, {stream: 2, changelog: 1})
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=f"group-{suffix}", enable_auto_commit=False)
     await consumer.start()
     try:
@@ -411,14 +413,7 @@ async def _fetch_with_every_partition_paused(bootstrap: str, fetch: Any) -> tupl
     everything). Returns how many records that fetch returned, and how many the next fetch returns once the
     partition is active again."""
     topic = f"paused-{uuid.uuid4().hex[:8]}"
-    await _create_topics(bootstrap, {topic: 1})
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        for i in range(5):
-            await producer.send_and_wait(topic, f"{i}".encode(), partition=0)
-    finally:
-        await producer.stop()
+    await _topics_of_five_records(bootstrap, {topic: 1})
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
