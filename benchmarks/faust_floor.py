@@ -14,6 +14,8 @@ from pathlib import Path
 import faust
 from faust.types import StreamT
 
+from streams.runtime.faust_app import quiet_worker
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
@@ -53,7 +55,7 @@ def main() -> None:
                 await app.producer.flush()
                 args.result.write_text(f"{seen - 1} {time.perf_counter() - start}")
 
-    faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+    quiet_worker(app, "WARNING").execute_from_commandline()
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ a new consumer group: the raw aiokafka passthrough (consume every message, produ
 topic, flush), a Faust agent that only forwards (the framework's floor), and the real
 ``vitrine worker`` process (Faust agent, sessions table with changelog, regeneration requests).
 The worker's rate is read from its own /metrics counter, from the first poll that saw progress
-to the poll that saw every event. The worker runs twice per round: with the fast delivery path
-(``streams/runtime/faust_fastpath.py``, the default) and with Faust's own (``fast_delivery=False``).
+to the poll that saw every event. The worker runs three times per round: on the direct path (the default:
+the drain loop hands each clickstream message to the worker, ``streams/runtime/faust_fastpath.py``), through
+the agent's stream with the fast delivery (``direct_path=False``, the default before the direct path), and
+through the agent's stream with Faust's own delivery (``fast_delivery=False``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from streams.datasets.readers import read_source
 from streams.devtools.local_kafka import free_port
 from streams.devtools.processes import WorkerEndpoint, start_worker
 from streams.devtools.replay import replay
-from streams.runtime.settings import Settings
+from streams.runtime.settings import Settings, StoreKind
 
 
 @dataclass
@@ -97,7 +99,14 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def worker_run(bootstrap: str, topic: str, n: int, workdir: Path, *, fast_delivery: bool = True) -> Run:
+# The worker's delivery variants: kind -> (fast_delivery, direct_path).
+DELIVERIES = {"worker": (True, True), "worker-agent-fast": (True, False), "worker-agent-faust": (False, False)}
+
+
+def worker_run(
+    bootstrap: str, topic: str, n: int, workdir: Path, *, kind: str = "worker", store: StoreKind = StoreKind.MEMORY
+) -> Run:
+    fast_delivery, direct_path = DELIVERIES[kind]
     port = free_port()
     settings = Settings(
         kafka_bootstrap_servers=bootstrap,
@@ -109,6 +118,8 @@ def worker_run(bootstrap: str, topic: str, n: int, workdir: Path, *, fast_delive
         data_dir=workdir / uuid.uuid4().hex[:8],
         log_level="WARNING",
         fast_delivery=fast_delivery,
+        direct_path=direct_path,
+        store=store,
     )
     proc = start_worker(settings, workdir / "worker.log")
     endpoint = WorkerEndpoint(port, proc)
@@ -124,7 +135,6 @@ def worker_run(bootstrap: str, topic: str, n: int, workdir: Path, *, fast_delive
                 first = (now, done)
             if done >= n and first is not None:
                 state = endpoint.metric("vitrine_session_state_bytes")
-                kind = "worker" if fast_delivery else "worker-faust-delivery"
                 return Run(kind, int(n - first[1]), now - first[0], _peak_rss_mb(proc.pid), state)
         raise TimeoutError("worker did not finish")
     finally:
@@ -176,6 +186,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=12)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--store", type=StoreKind, default=StoreKind.MEMORY, help="the workers' table store")
     args = ap.parse_args()
 
     log = read_source(args.data, repeat=args.repeat)
@@ -189,20 +200,23 @@ def main() -> None:
         for i in range(args.runs):
             runs.append(asyncio.run(passthrough(bootstrap, topic, n, args.partitions)))
             runs.append(faust_floor_run(bootstrap, topic, n, args.partitions, workdir))
-            runs.append(worker_run(bootstrap, topic, n, workdir))
-            runs.append(worker_run(bootstrap, topic, n, workdir, fast_delivery=False))
-            print(f"run {i + 1}: " + "  ".join(f"{r.kind} {r.rate:,.0f} ev/s" for r in runs[-4:]), flush=True)
+            for kind in DELIVERIES:
+                runs.append(worker_run(bootstrap, topic, n, workdir, kind=kind, store=args.store))
+            print(f"run {i + 1}: " + "  ".join(f"{r.kind} {r.rate:,.0f} ev/s" for r in runs[-5:]), flush=True)
 
     pt = statistics.median(r.rate for r in runs if r.kind == "passthrough")
     wk = [r for r in runs if r.kind == "worker"]
     wr = statistics.median(r.rate for r in wk)
     ff = statistics.median(r.rate for r in runs if r.kind == "faust-forward")
-    wf = statistics.median(r.rate for r in runs if r.kind == "worker-faust-delivery")
-    print(f"\nevents: {n:,}; runs: {args.runs}; medians")
+    wa = statistics.median(r.rate for r in runs if r.kind == "worker-agent-fast")
+    wf = statistics.median(r.rate for r in runs if r.kind == "worker-agent-faust")
+    print(f"\nevents: {n:,}; runs: {args.runs}; worker store: {args.store.value}; medians")
     print(f"raw aiokafka passthrough   {pt:>8,.0f} events/s  (baseline)")
     print(f"faust forward-only agent   {ff:>8,.0f} events/s  (ratio {ff / pt:.2f})")
     print(f"vitrine session worker     {wr:>8,.0f} events/s  (ratio {wr / pt:.2f}, {wr / ff:.2f} of faust forward)")
-    print(f"  same, Faust's delivery   {wf:>8,.0f} events/s  (ratio {wf / pt:.2f}; VITRINE_FAST_DELIVERY=false)")
+    print(f"  through the agent        {wa:>8,.0f} events/s  (ratio {wa / pt:.2f}; VITRINE_DIRECT_PATH=false)")
+    print(f"  agent, Faust's delivery  {wf:>8,.0f} events/s  (ratio {wf / pt:.2f}; VITRINE_FAST_DELIVERY=false)")
+    print(f"direct path vs the agent with fast delivery: {wr / wa:.2f}x")
     print(
         f"worker peak RSS median {statistics.median(r.peak_rss_mb for r in wk):.0f} MB; "
         f"mean state {statistics.median(r.state_bytes for r in wk):.0f} bytes/session"

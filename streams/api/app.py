@@ -32,7 +32,7 @@ from streams.api.preview import changes, enrich
 from streams.catalog.artifacts import Catalog
 from streams.contracts.storefront import StorefrontUpdate
 from streams.runtime import metrics
-from streams.runtime.faust_app import codec_table, faust_app
+from streams.runtime.faust_app import codec_table, faust_app, quiet_worker
 from streams.runtime.process import prepare_process
 from streams.runtime.settings import Settings
 from streams.runtime.web import add_endpoints
@@ -211,4 +211,4 @@ def run_api(settings: Settings) -> None:
     """Prepare the process, then run the Faust worker (and its web server) until it is stopped."""
     prepare_process(settings)
     app = create_api_app(settings)
-    faust.Worker(app, loglevel=settings.operations.log_level, quiet=True).execute_from_commandline()
+    quiet_worker(app, settings.operations.log_level).execute_from_commandline()

@@ -31,7 +31,7 @@ from streams.generator.pipeline import StorefrontGenerator, coalesce
 from streams.generator.setup import GeneratorParts, load_generator_parts
 from streams.runtime import metrics
 from streams.runtime.dlq import DeadLetters, Rejected
-from streams.runtime.faust_app import AgentHealth, as_current_event, codec_table, faust_app
+from streams.runtime.faust_app import AgentHealth, as_current_event, codec_table, faust_app, quiet_worker
 from streams.runtime.kafka_config import aiokafka_options
 from streams.runtime.process import prepare_process
 from streams.runtime.settings import Settings
@@ -311,4 +311,4 @@ def run_generator(settings: Settings) -> None:
     """Prepare the process, then run the Faust worker until it is stopped."""
     prepare_process(settings)
     app, _ = create_generator_app(settings)
-    faust.Worker(app, loglevel=settings.operations.log_level, quiet=True).execute_from_commandline()
+    quiet_worker(app, settings.operations.log_level).execute_from_commandline()

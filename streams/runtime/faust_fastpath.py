@@ -54,6 +54,15 @@ paused ones included. Faust drops those it does not deliver. When that happens a
 rebalance test lost 110 sessions after 2 -> 1 that way. The copy passes a view of the same live set that is
 never empty to aiokafka, so a paused partition's records stay buffered for the fetch after its resume.
 
+The direct path (``handle_directly``) goes one step further for a topic whose consumer opts in: the drain loop
+hands each of its messages to the consumer's own coroutine, skipping the conductor, the channel queue, the
+stream iterator, the event and Faust's per-message sensors, which together were most of a message's cost
+(BENCHMARKS.md, issue 13). What Faust's path gives is kept: the consumer group and its rebalances, Faust's
+read-offset filter and seek bookkeeping above, acks through ``Message.ack`` (the commit rule is Faust's),
+and no message handled while the consumer's flow or the app's flow control is stopped (a rebalance): such a
+message is left unread for the seek that ends every rebalance, as PR #223 abandons it. The handler itself is
+never abandoned midway (it is not under ``wait_first``): like an agent's loop body, it runs to its end.
+
 ``install()`` swaps in the patched methods only when the installed Faust's are, source for source, the ones
 this was written against (``ORIGINAL_SHA256``); otherwise it raises, so an upgrade fails at start and in
 ``tests/runtime/test_faust_fastpath.py`` instead of silently running an outdated copy.
@@ -111,6 +120,10 @@ _SEEKING = {
     )
 }
 _SEEKS = "_vitrine_seeks"  # the per-consumer count of seeks, an attribute on Faust's consumer
+
+_DIRECT = "_vitrine_direct"  # an attribute on the app: topic -> the coroutine function its messages go to
+
+DirectHandler = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +184,16 @@ async def deliver(consumer: Consumer, callback: ConsumerCallback, message: Messa
     await consumer.wait_first(_resume(coro, yielded), consumer.suspend_flow.wait())
 
 
+def handle_directly(app: faust.App, topic: str, handler: DirectHandler) -> None:
+    """Have the drain loop await ``handler(message)`` for each of ``topic``'s messages, in place of delivering it.
+
+    Only with the fast delivery installed (the hand-off is in its drain loop); the topic must still be subscribed
+    to (by an agent), since that is what gets it assigned. Register before the app starts.
+    """
+    direct: dict[str, DirectHandler] = app.__dict__.setdefault(_DIRECT, {})
+    direct[topic] = handler
+
+
 def seeks(consumer: Consumer) -> int:
     """How many seeks have set ``consumer``'s read offsets so far."""
     count: int = getattr(consumer, _SEEKS, 0)
@@ -216,6 +239,8 @@ async def _drain_messages(self: Consumer, fetcher: ServiceT) -> None:  # pragma:
     yield_every = 100
     num_since_yield = 0
     sleep = asyncio.sleep
+    direct: dict[str, DirectHandler] = self.app.__dict__.get(_DIRECT, {})  # was: (not there)
+    flow_control_active = self.app.flow_control.is_active
 
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
@@ -241,7 +266,13 @@ async def _drain_messages(self: Consumer, fetcher: ServiceT) -> None:  # pragma:
                             self._n_acked = 0
                             await self.commit()
                         seeks_before = seeks(self)
-                        await deliver(self, callback, message)  # was: await self.wait_first(callback(message), ...)
+                        handler = direct.get(tp.topic)  # was: (no direct path)
+                        if handler is None:
+                            await deliver(self, callback, message)  # was: await self.wait_first(callback(message), ...)
+                        elif not (self.flow_active and flow_control_active()):
+                            continue  # was: (no direct path) left for the seek that ends the rebalance
+                        else:
+                            await handler(message)
                         if seeks(self) == seeks_before:  # was: unconditional (a seek meanwhile set it afresh)
                             set_read_offset(tp, offset)
                     else:

@@ -136,6 +136,11 @@ class WorkerSettings(_Section):
         description="Hand fetched messages to Faust's conductor without four tasks each unless delivery blocks "
         "(streams/runtime/faust_fastpath.py); false: Faust's own path.",
     )
+    direct_path: bool = Field(
+        default=True,
+        description="The session worker's clickstream messages go from the drain loop straight to the worker, not "
+        "through the conductor and the agent's stream (needs fast_delivery: it lives in its drain loop).",
+    )
     # RocksDB memory (store=rocksdb). Faust opens one database per table and partition, each with its own block
     # cache and write buffers, and its defaults (2 GiB cache, 3 x 64 MiB buffers) exceed a pod's limit many times.
     rocksdb_block_cache_bytes: int = Field(

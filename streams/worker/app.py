@@ -13,14 +13,23 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import faust
-from faust.types import EventT, StreamT
+from faust.types import Message, StreamT
+from mode import BaseSignalT
 
 from streams.contracts.errors import InvalidEvent
 from streams.contracts.events import PlausibleTime, decode_event
 from streams.contracts.regen import RegenRequest
 from streams.runtime import metrics
 from streams.runtime.dlq import DeadLetters, Rejected
-from streams.runtime.faust_app import AgentHealth, codec_table, faust_app
+from streams.runtime.faust_app import (
+    AgentHealth,
+    MessageEvent,
+    as_current_event,
+    codec_table,
+    faust_app,
+    quiet_worker,
+)
+from streams.runtime.faust_fastpath import handle_directly
 from streams.runtime.process import prepare_process
 from streams.runtime.settings import Settings, StoreKind
 from streams.runtime.stall import StallWatch, consumer_internals
@@ -80,21 +89,32 @@ class SessionWorker:
     stalls: StallWatch = field(default_factory=lambda: StallWatch(warn_after_s=STALL_WARN_S))
     dirty: dict[bytes, SessionState] = field(default_factory=dict)
     dirty_signals: set[bytes] = field(default_factory=set)
-    unacked: list[EventT] = field(default_factory=list)
+    unacked: list[Message] = field(default_factory=list)
 
-    async def handle(self, event: EventT) -> None:
-        msg = event.message
-        self.unacked.append(event)
+    async def handle_direct(self, msg: Message) -> None:
+        """The direct path's handler (``faust_fastpath.handle_directly``): ``handle`` with the message as Faust's
+        current event (the RocksDB store takes a write's partition from it), and the agent's health kept."""
+        try:
+            with as_current_event(MessageEvent(msg)):
+                await self.handle(msg)
+        except Exception as exc:
+            self.health.crashed(exc)
+            raise
+        self.health.succeeded()
+
+    async def handle(self, msg: Message) -> None:
+        """One clickstream message, from the agent's stream or the direct path."""
+        self.unacked.append(msg)
         try:
             click = decode_event(
-                event.value,
+                msg.value,
                 max_bytes=self.settings.worker.max_event_bytes,
                 key=msg.key or b"",
                 window=self.window,
                 reference_ms=int(msg.timestamp * 1000) if msg.timestamp and msg.timestamp > 0 else _now_ms(),
             )
         except InvalidEvent as exc:
-            rejected = Rejected(msg.topic, msg.partition, msg.offset, msg.key, event.value, msg.headers or ())
+            rejected = Rejected(msg.topic, msg.partition, msg.offset, msg.key, msg.value, msg.headers or ())
             await self.dead_letters.send(rejected, exc.reason, exc.detail)
         else:
             key = click.session_id.encode()  # equals msg.key: decode_event checked
@@ -136,8 +156,9 @@ class SessionWorker:
         for key in signals:
             signal: ProductSignal = self.ranker_table.data[key]
             await send(signal_changelog, key, signal.to_bytes(), split_key(key)[0], None, None)
-        for event in unacked:
-            event.ack()
+        consumer = self.app.consumer
+        for message in unacked:
+            message.ack(consumer)
 
     def _redirty_signals(self, partition: int, product_id: str | None, recent: list[str]) -> None:
         """The ranker signals a redelivered event touched, as far as they exist here (sent again, unchanged)."""
@@ -265,11 +286,21 @@ def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
         # and Faust restarts the agent from the last acked offset.
         try:
             async for event in stream.noack().events():  # type: ignore[attr-defined]  # Stream has it, StreamT not
-                await worker.handle(event)
+                await worker.handle(event.message)
                 worker.health.succeeded()
         except Exception as exc:
             worker.health.crashed(exc)
             raise
+
+    @app.on_rebalance_complete.connect
+    def forget_ranker_lists(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
+        """A restore from the changelog wrote the ranker store directly: rebuild the kept lists from it."""
+        worker.ranker.reset()
+
+    if settings.worker.direct_path and settings.worker.fast_delivery:
+        # The agent above still subscribes to the clickstream (that is what gets its partitions assigned), but
+        # its messages go from the drain loop to the worker without the conductor and the stream.
+        handle_directly(app, clickstream.get_topic_name(), worker.handle_direct)
 
     @app.timer(settings.worker.flush_interval_s)
     async def flush() -> None:
@@ -299,4 +330,4 @@ def run_worker(settings: Settings) -> None:
     app, _ = create_app(settings)
     if settings.worker.store is StoreKind.ROCKSDB:
         log.info("rocksdb memory bound", extra={"bytes": rocksdb_memory_bound(settings)})
-    faust.Worker(app, loglevel=settings.operations.log_level, quiet=True).execute_from_commandline()
+    quiet_worker(app, settings.operations.log_level).execute_from_commandline()

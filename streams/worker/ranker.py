@@ -14,6 +14,7 @@ later time would.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
 from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -76,6 +77,12 @@ class RankerSignals:
 
     Top lists are cached per partition and rebuilt when ``stale_after`` updates have landed since the
     last build, so a request costs a dictionary lookup, not a sort of the partition's catalogue.
+
+    A rebuild copies lists that ``observe`` keeps exact (``_Tops``) instead of sorting the store: a scan of every
+    partition's products per rebuild was a third or more of the worker's step, and on RocksDB a decode per
+    entry. Exact by insertion because a product's rank key only changes in ``observe`` and never decreases, so
+    a product outside a top list enters it only through its own update. The lists start from one scan of the
+    store when first needed, and again after ``reset`` (a changelog restore writes the store directly).
     """
 
     def __init__(
@@ -98,6 +105,15 @@ class RankerSignals:
         self.window = window
         self._updates: dict[int, int] = {}
         self._top: dict[int, tuple[list[str], dict[str, list[str]]]] = {}
+        self._ranks: dict[int, dict[str, _Rank]] | None = None  # None: not built from the store yet
+        self._live: dict[int, _Tops] = {}
+
+    def reset(self) -> None:
+        """Forget the cached and kept lists: the store was written behind ``observe``'s back (a restore)."""
+        self._updates.clear()
+        self._top.clear()
+        self._ranks = None
+        self._live.clear()
 
     def observe(
         self,
@@ -129,8 +145,39 @@ class RankerSignals:
                 self.store[other_key] = other_signal
                 touched.append(other_key)
         self.store[key] = signal
+        if self._ranks is not None:
+            self._rerank(
+                partition, product_id, (signal.rank_key(self.half_life_ms), signal.category, signal.score, signal.ts)
+            )
         self._updates[partition] = self._updates.get(partition, 0) + 1
         return touched
+
+    def _rerank(self, partition: int, product: str, rank: _Rank) -> None:
+        """Keep the rank index and the partition's exact top lists after one product's update."""
+        ranks = self._index(partition)
+        old = ranks.get(product)
+        ranks[product] = rank
+        key, category = rank[0], rank[1]
+        tops = self._live.get(partition)
+        if tops is None or (old is not None and old[:2] == (key, category)):
+            return  # lists built from the index when first read, or unchanged
+        before = (-old[0], product) if old is not None else None
+        entry = (-key, product)
+        if _move(tops.popular, before, entry, self.depth):
+            tops.changed.add(None)
+        old_category = old[1] if old is not None else None
+        if old_category is not None and old_category != category:
+            lost = tops.by_category.get(old_category, [])
+            if before in lost:
+                # The best product of that category outside its list is not known here: rebuild that list.
+                tops.by_category[old_category] = self._category_list(ranks, old_category)
+                tops.changed.add(old_category)
+            before = None
+        if category is not None and _move(tops.by_category.setdefault(category, []), before, entry, self.depth):
+            tops.changed.add(category)
+
+    def _category_list(self, ranks: dict[str, _Rank], category: str) -> list[tuple[float, str]]:
+        return sorted((-r[0], p) for p, r in ranks.items() if r[1] == category)[: self.depth]
 
     def observe_click(self, partition: int, event: ClickEvent, window: Sequence[str], weight: float) -> list[bytes]:
         """One clickstream event; ``window``: the session's previous products, consecutive repeats collapsed, most
@@ -170,8 +217,8 @@ class RankerSignals:
         return self._scored(partition, self._tops(partition)[1].get(category, [])[:n], now_ms)
 
     def category_of(self, partition: int, product_id: str) -> str | None:
-        signal = self.store.get(signal_key(partition, product_id))
-        return signal.category if signal is not None else None
+        rank = self._index(partition).get(product_id)
+        return rank[1] if rank is not None else None
 
     def covisited(
         self, partition: int, recent: Sequence[str], n: int | None = None, weights: Sequence[float] = KNN_WEIGHTS
@@ -188,23 +235,34 @@ class RankerSignals:
                 if other not in seen:
                     scores[other] = scores.get(other, 0.0) + count * weight
         # Co-visit counts are small integers and tie often: the more popular neighbour first.
-        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], -self._popularity(partition, kv[0]), kv[0]))
+        ranks = self._index(partition)
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], -_rank_key(ranks.get(kv[0])), kv[0]))
         return [(p, round(s, 4)) for p, s in ranked[: n or self.per_list]]
-
-    def _popularity(self, partition: int, product_id: str) -> float:
-        signal = self.store.get(signal_key(partition, product_id))
-        return signal.rank_key(self.half_life_ms) if signal is not None else -math.inf
 
     def partitions(self) -> set[int]:
         return {split_key(k)[0] for k in self.store}
 
     def _scored(self, partition: int, products: Iterable[str], now_ms: int) -> list[tuple[str, float]]:
+        """Each product's popularity decayed to ``now_ms`` (``ProductSignal.decayed``), read off the index."""
+        ranks, half_life_ms = self._index(partition), self.half_life_ms
         out = []
         for product in products:
-            signal = self.store.get(signal_key(partition, product))
-            if signal is not None:
-                out.append((product, round(signal.decayed(now_ms, self.half_life_ms), 6)))
+            rank = ranks.get(product)
+            if rank is not None:
+                out.append((product, round(rank[2] * 0.5 ** (max(0, now_ms - rank[3]) / half_life_ms), 6)))
         return out
+
+    def _index(self, partition: int) -> dict[str, _Rank]:
+        """The partition's rank index (product -> rank key, category, score, ts), as current as the store; built
+        from one scan of the store when missing. Requests read it instead of the store: on RocksDB each read of
+        the store is a lookup and a decode."""
+        if self._ranks is None:
+            self._ranks = {}
+            for key, signal in self.store.items():
+                part, product = split_key(key)
+                rank = (signal.rank_key(self.half_life_ms), signal.category, signal.score, signal.ts)
+                self._ranks.setdefault(part, {})[product] = rank
+        return self._ranks.setdefault(partition, {})
 
     def _tops(self, partition: int) -> tuple[list[str], dict[str, list[str]]]:
         cached = self._top.get(partition)
@@ -213,25 +271,70 @@ class RankerSignals:
         # list cached from its first events would otherwise stay that short for ``stale_after`` events.
         if cached is not None and updates < self.stale_after and (updates == 0 or len(cached[0]) >= self.per_list):
             return cached
-        prefix = f"{partition}/".encode()
-        ranked = sorted(
-            (
-                (s.rank_key(self.half_life_ms), split_key(k)[1], s.category)
-                for k, s in self.store.items()
-                if k.startswith(prefix)
-            ),
-            key=lambda t: (-t[0], t[1]),
-        )
-        popular = [p for _, p, _ in ranked[: self.depth]]
-        by_category: dict[str, list[str]] = {}
-        for _, product, category in ranked:
-            if category is not None:
-                top = by_category.setdefault(category, [])
-                if len(top) < self.depth:
-                    top.append(product)
+        tops = self._live_tops(partition)
+        if cached is None:
+            cached = ([], {})
+            tops.changed.update([None, *tops.by_category])
+        popular, by_category = cached
+        for name in tops.changed:
+            if name is None:
+                popular = [p for _, p in tops.popular]
+            else:
+                by_category[name] = [p for _, p in tops.by_category[name]]
+        tops.changed.clear()
         self._top[partition] = (popular, by_category)
         self._updates[partition] = 0
         return popular, by_category
+
+    def _live_tops(self, partition: int) -> _Tops:
+        """The partition's exact top lists, built from the rank index (itself one scan of the store) when missing."""
+        tops = self._live.get(partition)
+        if tops is None:
+            ranked = sorted((-r[0], p, r[1]) for p, r in self._index(partition).items())
+            tops = _Tops([(k, p) for k, p, _ in ranked[: self.depth]])
+            for k, p, c in ranked:
+                if c is not None:
+                    top = tops.by_category.setdefault(c, [])
+                    if len(top) < self.depth:
+                        top.append((k, p))
+            self._live[partition] = tops
+        return tops
+
+
+_Rank = tuple[float, str | None, float, int]  # a product's rank key, category, score and its ts
+
+
+def _rank_key(rank: _Rank | None) -> float:
+    return rank[0] if rank is not None else -math.inf
+
+
+@dataclass(slots=True)
+class _Tops:
+    """One partition's top lists as ``(-rank key, product)``, best first, at most ``depth`` long."""
+
+    popular: list[tuple[float, str]]
+    by_category: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    changed: set[str | None] = field(default_factory=set)  # lists changed since the last copy (None: popular)
+
+
+def _move(top: list[tuple[float, str]], before: tuple[float, str] | None, entry: tuple[float, str], depth: int) -> bool:
+    """Put ``entry`` (a product's new rank) where it belongs in ``top``, replacing ``before`` (its old rank).
+
+    ``entry`` ranks at least as high as ``before``, so a product already listed stays listed; one outside a full
+    list enters only past the list's last. Return whether ``top`` changed.
+    """
+    if before is not None:
+        i = bisect_left(top, before)
+        if i < len(top) and top[i] == before:
+            del top[i]
+            insort(top, entry)
+            return True
+    if len(top) < depth or entry < top[-1]:
+        insort(top, entry)
+        if len(top) > depth:
+            top.pop()
+        return True
+    return False
 
 
 def _bump(neighbours: dict[str, float], other: str) -> None:

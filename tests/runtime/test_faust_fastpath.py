@@ -170,7 +170,11 @@ class DrainingConsumer(FakeConsumer):
         self._commit_every = None
         self._n_acked = 0
         self.diag: Any = SimpleNamespace(set_flag=lambda flag: None, unset_flag=lambda flag: None)
-        self.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: False))
+        self.app = SimpleNamespace(
+            topics=SimpleNamespace(acks_enabled_for=lambda topic: False),
+            flow_control=FlowControlEvent(initially_suspended=False),
+        )
+        self.flow_active = True
         self.fetcher = Service()
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
@@ -187,19 +191,27 @@ class DrainingConsumer(FakeConsumer):
 TP = FaustTP("clicks", 0)
 
 
-def drain(seek_while_delivering: bool) -> tuple[list[int], int | None, float]:
-    """Fetch 50, a seek back to the committed 10 lands while 50's delivery waits, then 10-12 come again."""
+def drain(seek_while_delivering: bool, *, direct: bool = False) -> tuple[list[int], int | None, float]:
+    """Fetch 50, a seek back to the committed 10 lands while 50's delivery waits, then 10-12 come again.
+
+    ``direct``: the messages go to a direct handler (``handle_directly``) instead, the conductor's callback refuses.
+    """
 
     async def main() -> tuple[list[int], int | None]:
         delivered: list[int] = []
         room = asyncio.Event()
 
-        async def callback(message: Any) -> None:
+        async def handle(message: Any) -> None:
             if message.offset == 50:
-                await room.wait()  # a full stream queue
+                await room.wait()  # a full stream queue, or a producer buffer
             delivered.append(message.offset)
 
-        consumer = DrainingConsumer([[50], [10, 11, 12]], callback, committed=10)
+        async def refuse(message: Any) -> None:
+            raise AssertionError("a directly handled message reached the conductor")
+
+        consumer = DrainingConsumer([[50], [10, 11, 12]], refuse if direct else handle, committed=10)
+        if direct:
+            faust_fastpath.handle_directly(consumer.app, "clicks", handle)  # type: ignore[arg-type]
 
         async def rebalance_completes() -> None:
             await asyncio.sleep(0.01)
@@ -233,6 +245,43 @@ def test_control_without_a_seek_messages_below_the_read_offset_are_dropped_and_c
     """Faust's read-offset filter itself, which the race above turned against the re-fetched messages."""
     delivered, read_offset, lost = drain(seek_while_delivering=False)
     assert delivered == [50] and read_offset == 50 and lost == 3
+
+
+def test_the_direct_path_keeps_the_seek_bookkeeping_so_the_refetched_messages_are_handled() -> None:
+    delivered, read_offset, lost = drain(seek_while_delivering=True, direct=True)
+    assert delivered == [50, 10, 11, 12] and read_offset == 12 and lost == 0
+
+
+def test_control_on_the_direct_path_without_a_seek_the_read_offset_filter_drops() -> None:
+    delivered, read_offset, lost = drain(seek_while_delivering=False, direct=True)
+    assert delivered == [50] and read_offset == 50 and lost == 3
+
+
+@pytest.mark.parametrize("stopped", ["app flow control", "consumer flow", None])
+def test_the_direct_path_handles_nothing_while_a_rebalance_stops_the_flow(stopped: str | None) -> None:
+    """A message fetched while the flow is stopped is left unread for the seek that ends the rebalance (its read
+    offset not advanced), as Faust's delivery abandons it; the control (nothing stopped) handles both."""
+
+    async def main() -> tuple[list[int], int | None]:
+        handled: list[int] = []
+
+        async def handle(message: Any) -> None:
+            handled.append(message.offset)
+
+        async def refuse(message: Any) -> None:
+            raise AssertionError("a directly handled message reached the conductor")
+
+        consumer = DrainingConsumer([[3, 4]], refuse, committed=3)
+        faust_fastpath.handle_directly(consumer.app, "clicks", handle)  # type: ignore[arg-type]
+        if stopped == "app flow control":
+            consumer.app.flow_control.suspend()
+        elif stopped == "consumer flow":
+            consumer.flow_active = False
+        await faust_fastpath._drain_messages(consumer, consumer.fetcher)  # type: ignore[arg-type]
+        return handled, consumer._read_offset[TP]
+
+    faust_fastpath.install()
+    assert asyncio.run(main()) == (([3, 4], 4) if stopped is None else ([], None))
 
 
 STREAM, CHANGELOG = FaustTP("clicks", 0), FaustTP("app-sessions-changelog", 0)

@@ -16,8 +16,10 @@ from streams.contracts.errors import DlqReason
 from streams.contracts.regen import RegenRequest
 from streams.datasets.readers import ReplayRecord, read_source
 from streams.devtools.replay import replay
+from streams.runtime import faust_fastpath
 from streams.runtime.settings import Settings, StoreKind
 from streams.runtime.topics import read_topic
+from streams.worker.app import create_app
 from streams.worker.fold import fold
 from streams.worker.intent import load_intent_space
 from streams.worker.sessions import SessionTracker
@@ -75,10 +77,14 @@ def wait_for_changelog(settings: Settings, expected: dict[bytes, dict[str, objec
     raise AssertionError(detail)
 
 
+@pytest.mark.parametrize("direct_path", [True, False], ids=["direct", "agent"])
 def test_rees46_replay_matches_offline_reference(
-    settings_factory: Callable[..., Settings], worker_factory: Callable[[Settings], WorkerProcess]
+    settings_factory: Callable[..., Settings],
+    worker_factory: Callable[[Settings], WorkerProcess],
+    direct_path: bool,
 ) -> None:
-    settings = settings_factory()
+    """On the direct path (the default) and through the agent's stream, the same states and requests."""
+    settings = settings_factory(direct_path=direct_path)
     records = read_source(REES46).records
     worker = worker_factory(settings)
     worker.wait_ready()
@@ -107,6 +113,20 @@ def test_rees46_replay_matches_offline_reference(
         last_version[req.session_id] = req.version
     assert worker.endpoint.metric("vitrine_regen_triggers_total") == len(requests)
     assert worker.endpoint.metric("vitrine_dlq_events_total") == 0
+
+
+@pytest.mark.parametrize(("direct_path", "fast_delivery"), [(True, True), (False, True), (True, False)])
+def test_the_clickstream_takes_the_direct_path_only_with_both_settings(
+    tmp_path: Path, direct_path: bool, fast_delivery: bool
+) -> None:
+    """The direct hand-off lives in the fast delivery's drain loop: without it the agent's stream serves."""
+    settings = Settings(data_dir=tmp_path, direct_path=direct_path, fast_delivery=fast_delivery)
+    app, worker = create_app(settings)
+    direct = app.__dict__.get(faust_fastpath._DIRECT, {})
+    if direct_path and fast_delivery:
+        assert direct == {settings.topics.clickstream_topic: worker.handle_direct}
+    else:
+        assert direct == {}
 
 
 def test_endpoints_report_liveness_readiness_and_metrics(

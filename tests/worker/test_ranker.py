@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
+from pathlib import Path
+
 from streams.contracts.events import ClickEvent
 from streams.contracts.regen import RankerCandidates, RecentItem, RegenRequest, SessionContext
+from streams.runtime.settings import Settings, StoreKind
+from streams.worker.app import create_app
 from streams.worker.ranker import (
     _PRUNE_AT,
     COVIS_WINDOW,
@@ -147,3 +153,67 @@ def test_a_young_partition_is_reranked_before_its_cache_goes_stale() -> None:
     assert [p for p, _ in r.popular(0, 5, 0)] == ["first"]
     r.observe(0, "second", None, 3.0, 0)
     assert [p for p, _ in r.popular(0, 5, 0)] == ["second", "first"]
+
+
+def _scan(store: dict[bytes, ProductSignal], partition: int, depth: int) -> tuple[list[str], dict[str, list[str]]]:
+    """What the top lists were before ``observe`` kept them: a sort of the partition's whole store."""
+    prefix = f"{partition}/".encode()
+    ranked = sorted(
+        ((s.rank_key(3_600_000.0), split_key(k)[1], s.category) for k, s in store.items() if k.startswith(prefix)),
+        key=lambda t: (-t[0], t[1]),
+    )
+    by_category: dict[str, list[str]] = {}
+    for _, product, category in ranked:
+        if category is not None and len(by_category.setdefault(category, [])) < depth:
+            by_category[category].append(product)
+    return [p for _, p, _ in ranked[:depth]], by_category
+
+
+def test_kept_top_lists_equal_a_sort_of_the_store_on_every_partition() -> None:
+    """Zero weights (new products at -inf), repeats, ties, categories appearing, changing and lost: the lists
+    ``observe`` keeps by insertion are, at every rebuild, what a full sort of the store gives."""
+    rng = random.Random(7)
+    live = RankerSignals({}, half_life_s=3600, stale_after=1, per_list=5)
+    products = [f"p{i}" for i in range(60)]
+    for step in range(4000):
+        product = rng.choice(products)
+        category = rng.choice([None, f"c{int(product[1:]) % 4}", f"c{int(product[1:]) % 4}", "moved"])
+        ts = (step // 3) * 60_000  # same-time updates tie
+        live.observe(rng.randrange(3), product, category, rng.choice([0.0, 1.0, 1.0, 3.0]), ts)
+        if step % 97 == 0:
+            for partition in range(3):
+                assert live._tops(partition) == _scan(live.store, partition, 5), step  # type: ignore[arg-type]
+
+
+def test_a_stale_cache_serves_the_lists_of_its_last_rebuild() -> None:
+    """``stale_after`` keeps its meaning: between rebuilds the lists do not move, then show every update."""
+    r = RankerSignals({}, half_life_s=3600, stale_after=3, per_list=2)
+    for product, weight in [("a", 3.0), ("b", 2.0), ("c", 1.0)]:
+        r.observe(0, product, "x", weight, 0)
+    assert [p for p, _ in r.popular(0, 2, 0)] == ["a", "b"]
+    r.observe(0, "c", "x", 5.0, 0)
+    r.observe(0, "c", "x", 5.0, 0)
+    assert [p for p, _ in r.popular(0, 2, 0)] == ["a", "b"]  # two updates: the cache still stands
+    r.observe(0, "b", "x", 0.0, 0)
+    assert [p for p, _ in r.popular(0, 2, 0)] == ["c", "a"]
+    assert r._tops(0)[1] == {"x": ["c", "a"]}
+
+
+def test_a_store_written_behind_observe_shows_after_reset() -> None:
+    """A changelog restore writes the store directly; the worker resets the ranker when a rebalance completes."""
+    r = signals()
+    r.observe(0, "seen", "a", 1.0, 0)
+    assert [p for p, _ in r.popular(0, 5, 0)] == ["seen"]
+    r.store[signal_key(0, "restored")] = ProductSignal("a", 9.0, 0)
+    assert [p for p, _ in r.popular(0, 5, 0)] == ["seen"]  # the kept lists do not know it yet
+    r.reset()
+    assert [p for p, _ in r.popular(0, 5, 0)] == ["restored", "seen"]
+
+
+def test_the_worker_resets_its_ranker_when_a_rebalance_completes(tmp_path: Path) -> None:
+    app, worker = create_app(Settings(store=StoreKind.MEMORY, data_dir=tmp_path))
+    worker.ranker.observe(0, "seen", "a", 1.0, 0)
+    worker.ranker.popular(0, 5, 0)
+    assert worker.ranker._live
+    asyncio.run(app.on_rebalance_complete.send())
+    assert not worker.ranker._live
