@@ -93,7 +93,11 @@ class SessionWorker:
 
     async def handle_direct(self, msg: Message) -> None:
         """The direct path's handler (``faust_fastpath.handle_directly``): ``handle`` with the message as Faust's
-        current event (the RocksDB store takes a write's partition from it), and the agent's health kept."""
+        current event (the RocksDB store takes a write's partition from it), and the agent's health kept.
+
+        An exception here is a bug (bad input is dead-lettered, never raised): it is counted and let out, Faust's
+        fetcher crashes and the process exits non-zero with nothing committed past the event; the restarted pod
+        resumes from the committed offset. Skipping the event instead would let Faust commit past it."""
         try:
             with as_current_event(MessageEvent(msg)):
                 await self.handle(msg)

@@ -5,6 +5,9 @@ every request version must be sent."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -12,8 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.datasets.readers import ReplayRecord, read_source
+from streams.devtools.local_kafka import free_port
 from streams.devtools.replay import replay
 from streams.runtime.settings import Settings, StoreKind
 from tests.conftest import REES46, WorkerProcess
@@ -111,3 +116,68 @@ def test_rebalance_one_two_one_loses_nothing(
 def _lag_partitions(worker: WorkerProcess) -> int:
     _, body = worker.endpoint.get("/metrics")
     return sum(1 for line in body.decode().splitlines() if line.startswith("vitrine_consumer_lag{"))
+
+
+# A worker whose step raises at one event: any exception the step lets out (bad input never does: it is
+# dead-lettered) is a bug, and on the direct path it stops the process rather than skip the event.
+_FAILING_WORKER = """
+import sys
+from streams.runtime.settings import Settings
+from streams.worker import sessions
+from streams.worker.app import run_worker
+
+apply = sessions.SessionTracker.apply
+
+def failing(self, state, event, *, partition, offset):
+    if (partition, offset) == ({partition}, {offset}):
+        raise RuntimeError("planted step failure")
+    return apply(self, state, event, partition=partition, offset=offset)
+
+sessions.SessionTracker.apply = failing
+run_worker(Settings())
+"""
+
+
+def test_a_failing_step_stops_the_worker_before_it_commits_past_the_event(
+    settings_factory: Callable[..., Settings], worker_factory: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    """The step raises at partition 0, offset 300: the process exits non-zero with nothing committed past that
+    event, and a restarted worker ends with every session equal to the reference and no request version lost."""
+    settings = settings_factory(web_port=free_port(), data_dir=tmp_path / "failing")
+    records = read_source(REES46, limit=3000).records
+    asyncio.run(replay(records, settings, progress=False))
+    log_path = tmp_path / "failing.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _FAILING_WORKER.format(partition=0, offset=300)],
+            env={**os.environ, **settings.to_env()},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        code = proc.wait(120)
+    finally:
+        proc.kill()
+    output = log_path.read_text()
+    assert code != 0, output[-3000:]
+    assert "planted step failure" in output
+    committed = asyncio.run(_committed(settings))
+    assert committed.get(0, 0) <= 300, committed
+
+    restarted = worker_factory(settings)
+    restarted.wait_ready()
+    expected = reference(records, settings)
+    assert_sessions_equal(settings, expected, workers=[restarted])
+    assert_no_request_version_lost(settings, expected)
+    assert restarted.endpoint.metric("vitrine_agent_crashes_total") == 0
+
+
+async def _committed(settings: Settings) -> dict[int, int]:
+    """The worker group's committed offsets on the clickstream, by partition."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.connection.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(settings.topics.app_id)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == settings.topics.clickstream_topic}
