@@ -69,6 +69,20 @@ def as_current_event(event: EventT | MessageEvent) -> Iterator[None]:
         _current_event.reset(token)
 
 
+@contextmanager
+def without_current_event() -> Iterator[None]:
+    """No current event, for reads of keys from any partition inside a stream or the direct path.
+
+    Faust's RocksDB store reads a key from the current event's partition's database when there is a current
+    event, and finds the key's database itself (its key index, else every database) when there is none.
+    """
+    token = _current_event.set(None)
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
 def logging_config(settings: Settings) -> dict[str, Any]:
     fmt: dict[str, Any] = (
         {"()": "streams.runtime.logs.JsonFormatter"}

@@ -28,6 +28,7 @@ from streams.runtime.faust_app import (
     codec_table,
     faust_app,
     quiet_worker,
+    without_current_event,
 )
 from streams.runtime.faust_fastpath import handle_directly
 from streams.runtime.process import prepare_process
@@ -36,7 +37,7 @@ from streams.runtime.stall import StallWatch, consumer_internals
 from streams.runtime.web import add_endpoints
 from streams.worker.codecs import PRODUCT_SIGNAL_CODEC, SESSION_STATE_CODEC
 from streams.worker.intent import load_intent_space
-from streams.worker.ranker import ProductSignal, RankerSignals, signal_key, split_key
+from streams.worker.ranker import RankerSignals, signal_key, split_key
 from streams.worker.sessions import SessionTracker, WorkerStep, covisit_window
 from streams.worker.state import SessionState
 from streams.worker.trigger import TriggerPolicy
@@ -149,7 +150,11 @@ class SessionWorker:
             await self.flush()
 
     async def flush(self) -> None:
-        """Send dirty states and signals to their changelogs, then ack the events they came from."""
+        """Send dirty states and signals to their changelogs, then ack the events they came from.
+
+        Run by the timer and, past ``flush_max_events``, by ``handle``: there under the current message, whose
+        partition is not that of every dirty signal, so the signals are read without a current event (on
+        RocksDB a read under one looks in that partition's database only)."""
         dirty, signals, unacked = self.dirty, self.dirty_signals, self.unacked
         self.dirty, self.dirty_signals, self.unacked = {}, set(), []
         changelog = self.table.changelog_topic.get_topic_name()
@@ -157,9 +162,10 @@ class SessionWorker:
         for key, state in dirty.items():
             await send(changelog, key, state.to_bytes(), state.partition, None, None)
         signal_changelog = self.ranker_table.changelog_topic.get_topic_name()
-        for key in signals:
-            signal: ProductSignal = self.ranker_table.data[key]
-            await send(signal_changelog, key, signal.to_bytes(), split_key(key)[0], None, None)
+        with without_current_event():
+            encoded = [(key, self.ranker_table.data[key].to_bytes()) for key in signals]
+        for key, value in encoded:
+            await send(signal_changelog, key, value, split_key(key)[0], None, None)
         consumer = self.app.consumer
         for message in unacked:
             message.ack(consumer)

@@ -77,14 +77,25 @@ def wait_for_changelog(settings: Settings, expected: dict[bytes, dict[str, objec
     raise AssertionError(detail)
 
 
-@pytest.mark.parametrize("direct_path", [True, False], ids=["direct", "agent"])
+@pytest.mark.parametrize(
+    ("direct_path", "overrides"),
+    [
+        (True, {}),
+        (False, {}),
+        # Flushes inside the step, under a message of one partition, reading signals of every partition (on
+        # RocksDB such a read once looked in the message's partition's database only: KeyError, worker gone).
+        (True, {"store": StoreKind.ROCKSDB, "flush_max_events": 50, "flush_interval_s": 2.0}),
+    ],
+    ids=["direct", "agent", "direct-rocksdb-flush-in-step"],
+)
 def test_rees46_replay_matches_offline_reference(
     settings_factory: Callable[..., Settings],
     worker_factory: Callable[[Settings], WorkerProcess],
     direct_path: bool,
+    overrides: dict[str, object],
 ) -> None:
     """On the direct path (the default) and through the agent's stream, the same states and requests."""
-    settings = settings_factory(direct_path=direct_path)
+    settings = settings_factory(direct_path=direct_path, **overrides)
     records = read_source(REES46).records
     worker = worker_factory(settings)
     worker.wait_ready()
