@@ -34,11 +34,10 @@ from streams.runtime.faust_fastpath import handle_directly
 from streams.runtime.process import prepare_process
 from streams.runtime.settings import Settings, StoreKind
 from streams.runtime.stall import StallWatch, consumer_internals
-from streams.runtime.store_cache import WriteThroughCache
 from streams.runtime.web import add_endpoints
 from streams.worker.codecs import PRODUCT_SIGNAL_CODEC, SESSION_STATE_CODEC
 from streams.worker.intent import load_intent_space
-from streams.worker.ranker import ProductSignal, RankerSignals, signal_key, split_key
+from streams.worker.ranker import RankerSignals, signal_key, split_key
 from streams.worker.sessions import SessionTracker, WorkerStep, covisit_window
 from streams.worker.state import SessionState
 from streams.worker.trigger import TriggerPolicy
@@ -81,7 +80,6 @@ class SessionWorker:
     tracker: SessionTracker
     table: Any
     ranker_table: Any
-    ranker_store: WriteThroughCache[ProductSignal]
     ranker: RankerSignals
     dead_letters: DeadLetters
     regen_topic: str
@@ -125,10 +123,7 @@ class SessionWorker:
             await self.dead_letters.send(rejected, exc.reason, exc.detail)
         else:
             key = click.session_id.encode()  # equals msg.key: decode_event checked
-            # A session written since the last flush is in ``dirty``, as the store holds it: no store read.
-            previous = self.dirty.get(key)
-            if previous is None:
-                previous = self.table.data.get(key)
+            previous = self.table.data.get(key)
             outcome = WorkerStep(self.tracker, self.ranker).apply(
                 previous, click, partition=msg.partition, offset=msg.offset
             )
@@ -168,8 +163,7 @@ class SessionWorker:
             await send(changelog, key, state.to_bytes(), state.partition, None, None)
         signal_changelog = self.ranker_table.changelog_topic.get_topic_name()
         with without_current_event():
-            encoded = [(key, self.ranker_store[key].to_bytes()) for key in signals]
-        self.ranker_store.forget()  # before any await: what steps write from here on is kept again
+            encoded = [(key, self.ranker_table.data[key].to_bytes()) for key in signals]
         for key, value in encoded:
             await send(signal_changelog, key, value, split_key(key)[0], None, None)
         consumer = self.app.consumer
@@ -181,7 +175,7 @@ class SessionWorker:
         if product_id is None:
             return
         keys = (signal_key(partition, p) for p in (product_id, *recent))
-        self.dirty_signals.update(k for k in keys if k in self.ranker_store)
+        self.dirty_signals.update(k for k in keys if k in self.ranker_table.data)
 
     async def _request(self, key: bytes, request: RegenRequest, partition: int) -> None:
         request = replace(request, requested_at_ms=int(time.time() * 1000))
@@ -267,7 +261,6 @@ def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
     ranker_table = codec_table(
         app, settings, RANKER_TABLE, PRODUCT_SIGNAL_CODEC, "Popularity and co-visitation by partition/product."
     )
-    ranker_store: WriteThroughCache[ProductSignal] = WriteThroughCache(ranker_table.data)
     worker = SessionWorker(
         app=app,
         settings=settings,
@@ -284,9 +277,8 @@ def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
             "Session state by session id, co-partitioned with the clickstream.",
         ),
         ranker_table=ranker_table,
-        ranker_store=ranker_store,
         ranker=RankerSignals(
-            ranker_store,
+            ranker_table.data,
             half_life_s=settings.worker.ranker_half_life_s,
             per_list=settings.worker.ranker_candidates,
         ),
@@ -313,7 +305,6 @@ def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
     @app.on_rebalance_complete.connect
     def forget_ranker_lists(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
         """A restore from the changelog wrote the ranker store directly: rebuild the kept lists from it."""
-        worker.ranker_store.forget()
         worker.ranker.reset()
 
     if settings.worker.direct_path and settings.worker.fast_delivery:
