@@ -333,6 +333,7 @@ LEARNED = "teacher cascade (learned ranker)"
 # The ablation of the served page: the same request and fusion with the generative channel removed.
 WITHOUT_GENERATION = {False: "cascade without generation (fused)", True: "cascade without generation (learned ranker)"}
 STUDENT = "student cascade (fused)"
+STUDENT_LEARNED = "student cascade (learned ranker)"  # the student's page as the generators serve it by default
 REBUY_TEACHER = "re-buy + teacher cascade (placement)"
 
 
@@ -442,6 +443,20 @@ class CascadeSetup:
                     notes=lambda: self._notes(STUDENT, student_planning, teacher),
                 )
             )
+            if self.learned is not None:
+                strategies.append(
+                    Cascade(
+                        history,
+                        student_planning,
+                        name=STUDENT_LEARNED,
+                        description=f"the student cascade's pages (same plans and retrieval), every placement ordered "
+                        f"by the learned ranker, as the demo and Kubernetes generators serve it (same model as "
+                        f"**{LEARNED}**)." + share,
+                        weights=self.weights,
+                        sample=self.student_sample,
+                        learned=self.learned,
+                    )
+                )
         if self.rebuy:
             rebuy = OwnHistory(history, name="re-buy", description="")
             strategies.append(Placement(history, rebuy, strategies[0], name=REBUY_TEACHER))

@@ -15,6 +15,8 @@ CASCADE = "cascade"  # rows whose name says so are compared, paired, with the be
 # Cascade rows also compared with each other: (row, the row it is compared with).
 VARIANTS = (
     ("student cascade (fused)", "teacher cascade (fused)"),
+    ("student cascade (learned ranker)", "teacher cascade (learned ranker)"),
+    ("student cascade (learned ranker)", "student cascade (fused)"),
     ("teacher cascade (learned ranker)", "teacher cascade (fused)"),
     ("teacher cascade (learned ranker)", "cascade without generation (learned ranker)"),
     ("teacher cascade (fused)", "cascade without generation (fused)"),
