@@ -52,7 +52,11 @@ class ProductSignal:
         return math.log2(self.score) + self.ts / half_life_ms if self.score > 0 else -math.inf
 
     def decayed(self, now_ms: int, half_life_ms: float) -> float:
-        return self.score * 0.5 ** (max(0, now_ms - self.ts) / half_life_ms)
+        return decayed(self.score, self.ts, now_ms, half_life_ms)
+
+    def rank(self, half_life_ms: float) -> _Rank:
+        """What the rank index keeps of this signal: rank key, category, score and its ts."""
+        return (self.rank_key(half_life_ms), self.category, self.score, self.ts)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps([self.category, self.score, self.ts, self.neighbours])
@@ -61,6 +65,11 @@ class ProductSignal:
     def from_bytes(cls, raw: bytes) -> ProductSignal:
         category, score, ts, neighbours = orjson.loads(raw)
         return cls(category, score, ts, neighbours)
+
+
+def decayed(score: float, ts: int, now_ms: int, half_life_ms: float) -> float:
+    """A popularity ``score`` counted up to ``ts``, decayed to ``now_ms`` (never grown by an earlier ``now_ms``)."""
+    return score * 0.5 ** (max(0, now_ms - ts) / half_life_ms)
 
 
 def signal_key(partition: int, product_id: str) -> bytes:
@@ -146,9 +155,7 @@ class RankerSignals:
                 touched.append(other_key)
         self.store[key] = signal
         if self._ranks is not None:
-            self._rerank(
-                partition, product_id, (signal.rank_key(self.half_life_ms), signal.category, signal.score, signal.ts)
-            )
+            self._rerank(partition, product_id, signal.rank(self.half_life_ms))
         self._updates[partition] = self._updates.get(partition, 0) + 1
         return touched
 
@@ -249,7 +256,7 @@ class RankerSignals:
         for product in products:
             rank = ranks.get(product)
             if rank is not None:
-                out.append((product, round(rank[2] * 0.5 ** (max(0, now_ms - rank[3]) / half_life_ms), 6)))
+                out.append((product, round(decayed(rank[2], rank[3], now_ms, half_life_ms), 6)))
         return out
 
     def _index(self, partition: int) -> dict[str, _Rank]:
@@ -260,8 +267,7 @@ class RankerSignals:
             self._ranks = {}
             for key, signal in self.store.items():
                 part, product = split_key(key)
-                rank = (signal.rank_key(self.half_life_ms), signal.category, signal.score, signal.ts)
-                self._ranks.setdefault(part, {})[product] = rank
+                self._ranks.setdefault(part, {})[product] = signal.rank(self.half_life_ms)
         return self._ranks.setdefault(partition, {})
 
     def _tops(self, partition: int) -> tuple[list[str], dict[str, list[str]]]:
