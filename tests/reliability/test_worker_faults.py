@@ -121,7 +121,6 @@ def _lag_partitions(worker: WorkerProcess) -> int:
 # A worker whose step raises at one event: any exception the step lets out (bad input never does: it is
 # dead-lettered) is a bug, and on the direct path it stops the process rather than skip the event.
 _FAILING_WORKER = """
-import sys
 from streams.runtime.settings import Settings
 from streams.worker import sessions
 from streams.worker.app import run_worker
