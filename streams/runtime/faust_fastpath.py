@@ -87,19 +87,20 @@ from faust.transport import consumer as faust_consumer
 from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import Message
-from faust.types.transports import ConsumerCallback
+from faust.types.transports import ConsumerCallback, ConsumerT
 from mode import Service, ServiceT
 
 from streams.runtime import metrics
 
 FAUST_VERSION = "0.15.3"
-# sha256 of ``inspect.getsource(...)`` of each replaced method in that version.
+# sha256 of ``inspect.getsource(...)`` of each replaced or relied-on method in that version.
 ORIGINAL_SHA256 = {
     "Consumer._drain_messages": "8f35dd7a11144daa6ec9a3739a497b03a9dd6b57cca18aa861bb4a549400fc68",
     "Recovery.on_recovery_completed": "895e7c415a4d137997ea0e6c04f0c180d3c783cd6ef18a977a14338ca1073b59",
     "Recovery._resume_streams": "fbe0f747b84c0b2743bc83626a6836c0b1ffc3b1e3b3ac0073eb13552fd44c75",
     "AIOKafkaConsumerThread.seek_to_committed": "43907fc1163624bd01465d4f99e52f77f3e6180c423f94e4fd00c388d0bff801",
     "AIOKafkaConsumerThread._fetch_records": "9e7369fc572de4d0a2747de8690cf28587dddac36dde6f619cbd5fb85d94cfb9",
+    "Consumer._commit_offsets": "86b3e9b0aec773ac0923dd4409d8ff220781c0017cc356258331792009c903a8",
 }
 
 _REPLACED: dict[str, tuple[type, str]] = {
@@ -109,7 +110,10 @@ _REPLACED: dict[str, tuple[type, str]] = {
     "AIOKafkaConsumerThread.seek_to_committed": (AIOKafkaConsumerThread, "seek_to_committed"),
     "AIOKafkaConsumerThread._fetch_records": (AIOKafkaConsumerThread, "_fetch_records"),
 }
-_ORIGINALS = {name: getattr(cls, attr) for name, (cls, attr) in _REPLACED.items()}
+# Not replaced, but relied on: ``committed_offsets`` is sound only because this flushes the producer before it
+# commits.
+_RELIED_ON: dict[str, tuple[type, str]] = {"Consumer._commit_offsets": (Consumer, "_commit_offsets")}
+_ORIGINALS = {name: getattr(cls, attr) for name, (cls, attr) in (_REPLACED | _RELIED_ON).items()}
 # Every Faust method that sets ``_read_offset`` to a position it seeks to, as Faust defines it.
 _SEEKING = {
     (cls, name): getattr(cls, name)
@@ -438,8 +442,18 @@ _COPIES: dict[str, Callable[..., Any]] = {
 }
 
 
+def committed_offsets(consumer: ConsumerT, topic: str) -> dict[int, int]:
+    """``topic``'s committed offset by partition, as Faust last committed or read it (``_committed_offset``).
+
+    Faust's ``_commit_offsets`` awaits ``producer.flush()`` before it commits, so everything the app produced
+    while handling the messages below a committed offset has reached Kafka. Partitions without one are left out."""
+    committed = cast(Consumer, consumer)._committed_offset
+    return {tp.partition: offset for tp, offset in committed.items() if tp.topic == topic and offset}
+
+
 def check() -> None:
-    """Raise unless the installed Faust is the version, and each replaced method the code, these copies replace."""
+    """Raise unless the installed Faust is the version, and each method replaced or relied on the code, this module
+    was written against."""
     changed = [name for name, original in _ORIGINALS.items() if _source_sha256(original) != ORIGINAL_SHA256[name]]
     if faust.__version__ != FAUST_VERSION or changed:
         raise FaustInternalsChanged(

@@ -30,7 +30,7 @@ from streams.runtime.faust_app import (
     quiet_worker,
     without_current_event,
 )
-from streams.runtime.faust_fastpath import handle_directly
+from streams.runtime.faust_fastpath import committed_offsets, handle_directly
 from streams.runtime.process import prepare_process
 from streams.runtime.settings import Settings, StoreKind
 from streams.runtime.stall import StallWatch, consumer_internals
@@ -91,6 +91,8 @@ class SessionWorker:
     dirty: dict[bytes, SessionState] = field(default_factory=dict)
     dirty_signals: set[bytes] = field(default_factory=set)
     unacked: list[Message] = field(default_factory=list)
+    # Clickstream partition -> committed offset, as of the last flush.
+    committed: dict[int, int] = field(default_factory=dict)
 
     async def handle_direct(self, msg: Message) -> None:
         """The direct path's handler (``faust_fastpath.handle_directly``): ``handle`` with the message as Faust's
@@ -125,7 +127,11 @@ class SessionWorker:
             key = click.session_id.encode()  # equals msg.key: decode_event checked
             previous = self.table.data.get(key)
             outcome = WorkerStep(self.tracker, self.ranker).apply(
-                previous, click, partition=msg.partition, offset=msg.offset
+                previous,
+                click,
+                partition=msg.partition,
+                offset=msg.offset,
+                committed=self.committed.get(msg.partition, 0),
             )
             if outcome.duplicate:
                 metrics.DUPLICATES.inc()
@@ -169,6 +175,8 @@ class SessionWorker:
         consumer = self.app.consumer
         for message in unacked:
             message.ack(consumer)
+        # A stale (lower) offset only keeps more versions re-sendable; Faust commits on its own timer.
+        self.committed = committed_offsets(consumer, self.settings.topics.clickstream_topic)
 
     def _redirty_signals(self, partition: int, product_id: str | None, recent: list[str]) -> None:
         """The ranker signals a redelivered event touched, as far as they exist here (sent again, unchanged)."""

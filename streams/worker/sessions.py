@@ -99,16 +99,34 @@ class SessionTracker:
         self._policy = policy
         self._half_life_ms = half_life_s * 1000.0
 
-    def apply(self, state: SessionState | None, event: ClickEvent, *, partition: int, offset: int) -> Outcome:
-        """Return the next state; an offset at or below the last applied one is a redelivery."""
+    def apply(
+        self,
+        state: SessionState | None,
+        event: ClickEvent,
+        *,
+        partition: int,
+        offset: int,
+        committed: int | None = None,
+    ) -> Outcome:
+        """Return the next state; an offset at or below the last applied one is a redelivery.
+
+        ``committed`` is the partition's committed offset as the worker last saw it: the requests of events below
+        it have reached Kafka (Faust flushes the producer before it commits). Offline there is none, and every
+        request counts as delivered when it is made."""
         if state is None:
             state = SessionState(user_id=event.user_id, partition=partition, first_ts=event.ts, last_ts=event.ts)
         elif partition == state.partition and offset <= state.last_offset:
-            # The request for the current version may have been lost with the worker that wrote this
-            # state (request and changelog are different topics): the event behind it sends it again.
-            reason = state.last_reason if offset == state.regen_offset else None
-            request = self._request(event, state, reason, 0.0) if reason is not None else None
-            return Outcome(state, request, duplicate=True)
+            # The requests of the versions made since the commit may have been lost with the worker that wrote
+            # this state (requests and state go to different topics, and RocksDB keeps a state the changelog
+            # never got): the event behind each of them sends it again, with the same version.
+            return Outcome(state, self._resend(event, state, offset), duplicate=True)
+
+        floor = offset if committed is None else committed
+        moved = partition != state.partition  # offsets of another partition say nothing here
+        if moved:
+            state.earlier_regens = []
+        elif state.earlier_regens:
+            state.earlier_regens = [e for e in state.earlier_regens if e[0] >= floor]
 
         dt = max(0, event.ts - state.last_ts)
         factor = 0.5 ** (dt / self._half_life_ms)
@@ -157,6 +175,8 @@ class SessionTracker:
         if reason is None:
             return Outcome(state, None)
 
+        if not moved and state.version > 0 and state.regen_offset >= floor and state.last_reason is not None:
+            state.earlier_regens = [*state.earlier_regens, (state.regen_offset, state.last_reason)]
         state.version += 1
         state.last_regen_ts = event.ts
         state.regen_offset = offset
@@ -165,12 +185,25 @@ class SessionTracker:
         state.drift_pending = False
         return Outcome(state, self._request(event, state, reason.value, drift))
 
+    def _resend(self, event: ClickEvent, state: SessionState, offset: int) -> RegenRequest | None:
+        """The request of the version a redelivered event made, if its request may have been lost; the context is
+        the session's latest, as its consumers keep the first copy of a version and newer versions follow."""
+        if offset == state.regen_offset and state.last_reason is not None:
+            return self._request(event, state, state.last_reason, 0.0)
+        earlier = state.earlier_regens
+        for i, (made_at, reason) in enumerate(earlier):
+            if made_at == offset:
+                return self._request(event, state, reason, 0.0, version=state.version - len(earlier) + i)
+        return None
+
     @staticmethod
-    def _request(event: ClickEvent, state: SessionState, reason: str, drift: float) -> RegenRequest:
+    def _request(
+        event: ClickEvent, state: SessionState, reason: str, drift: float, *, version: int | None = None
+    ) -> RegenRequest:
         return RegenRequest(
             session_id=event.session_id,
             user_id=state.user_id,
-            version=state.version,
+            version=state.version if version is None else version,
             reason=reason,
             event_ts=event.ts,
             context=session_context(state, drift),
@@ -196,9 +229,17 @@ class WorkerStep:
         self.tracker = tracker
         self.ranker = ranker
 
-    def apply(self, previous: SessionState | None, event: ClickEvent, *, partition: int, offset: int) -> Step:
+    def apply(
+        self,
+        previous: SessionState | None,
+        event: ClickEvent,
+        *,
+        partition: int,
+        offset: int,
+        committed: int | None = None,
+    ) -> Step:
         window = covisit_window(previous)
-        outcome = self.tracker.apply(previous, event, partition=partition, offset=offset)
+        outcome = self.tracker.apply(previous, event, partition=partition, offset=offset, committed=committed)
         touched: list[bytes] = []
         if not outcome.duplicate:
             touched = self.ranker.observe_click(partition, event, window, EVENT_WEIGHTS[event.event_type])

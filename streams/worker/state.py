@@ -64,6 +64,10 @@ class SessionState:
     last_reason: str | None = None
     drift_pending: bool = False
     purchased: dict[str, float] = field(default_factory=dict)  # product -> decayed purchase count
+    # (input offset, reason) of the versions before the current one whose requests may not have reached Kafka yet
+    # (made at or above the partition's committed offset), oldest first: entry i is version ``version - len + i``.
+    # A SIGKILL can take several versions' requests out of the producer's buffer while RocksDB keeps the state.
+    earlier_regens: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def n_events(self) -> int:
@@ -80,7 +84,7 @@ class SessionState:
     def logical(self) -> dict[str, Any]:
         """Everything but the Kafka position, for comparing with a state folded offline."""
         out = self.to_dict()
-        del out["partition"], out["last_offset"], out["regen_offset"]
+        del out["partition"], out["last_offset"], out["regen_offset"], out["earlier_regens"]
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,6 +111,7 @@ class SessionState:
                 self.drift_pending,
                 self.regen_offset,
                 self.purchased,
+                self.earlier_regens,
             ]
         )
         return b"".join((_HEAD.pack(FORMAT_VERSION, len(body)), body, self.intent_half, self.regen_intent_half))
@@ -139,6 +144,7 @@ class SessionState:
             drift_pending=fields[15],
             regen_offset=fields[16],
             purchased=fields[17] if len(fields) > 17 else {},  # states written before purchases were kept
+            earlier_regens=[(o, r) for o, r in fields[18]] if len(fields) > 18 else [],
             intent_half=data[vec : vec + width],
             regen_intent_half=data[vec + width : vec + 2 * width],
         )

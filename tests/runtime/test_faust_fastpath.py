@@ -50,6 +50,7 @@ def test_without_fast_delivery_faust_own_loop_runs_and_the_recovery_fix_stays() 
         "Recovery.on_recovery_completed",
         "AIOKafkaConsumerThread.seek_to_committed",
         "AIOKafkaConsumerThread._fetch_records",
+        "Consumer._commit_offsets",  # relied on by committed_offsets, not replaced
     ],
 )
 def test_a_changed_method_is_refused(monkeypatch: pytest.MonkeyPatch, name: str) -> None:

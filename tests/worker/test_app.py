@@ -124,6 +124,12 @@ def test_rees46_replay_matches_offline_reference(
         last_version[req.session_id] = req.version
     assert worker.endpoint.metric("vitrine_regen_triggers_total") == len(requests)
     assert worker.endpoint.metric("vitrine_dlq_events_total") == 0
+    # States keep the versions made since the commit (re-sent if a kill loses them), and forget the rest once
+    # Faust commits past them (it does after 10,000 acks): a worker that never saw a commit would keep them all.
+    raw = latest_by_key(asyncio.run(read_topic(settings, f"{settings.topics.app_id}-sessions-changelog")))
+    states = [SessionState.from_bytes(v) for v in raw.values()]
+    kept = sum(len(s.earlier_regens) for s in states)
+    assert 0 < kept < sum(s.version - 1 for s in states if s.version), "earlier versions not forgotten on commit"
 
 
 @pytest.mark.parametrize(("direct_path", "fast_delivery"), [(True, True), (False, True), (True, False)])
