@@ -50,6 +50,10 @@ def run_eval(args: argparse.Namespace) -> str:
         extra, split_ms = _learned(args.ranker, extra)
         # Never report what the ranker trained on: every row is scored from its split on.
         config = dataclasses.replace(config, cutoff_ms=max(split_ms, config.cutoff_ms or split_ms))
+    if extra is not None and extra.student is not None:
+        student_ms = student_trained_before(args.model_dir, args.path)
+        if student_ms is not None:  # nor what the student trained on, when it trained on this log
+            config = dataclasses.replace(config, cutoff_ms=max(student_ms, config.cutoff_ms or student_ms))
     run = evaluate(
         args.path,
         fmt,
@@ -108,6 +112,20 @@ def _cascade(args: argparse.Namespace, fmt: SourceFormat, config: EvalConfig) ->
         embed=embed,
         rebuy=fmt is SourceFormat.ONLINE_RETAIL,
     )
+
+
+def student_trained_before(model_dir: Path, log: Path) -> int | None:
+    """Where the student's training on ``log`` stopped (its model card's ``test_from_ts`` for that log), or None
+    when it never trained on it. A log is recognised by its folder and file name (``rees46/2019-Oct-head.csv``)."""
+    try:
+        data = json.loads((model_dir / "model_card.json").read_text())["data"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ReplayError(f"--model-dir {model_dir}: no readable model card ({exc})") from None
+    for source in data.get("sources", [data]):  # cards before multi-shop training name one log
+        trained = Path(source["log"])
+        if (trained.parent.name, trained.name) == (log.parent.name, log.name):
+            return int(source["test_from_ts"])
+    return None
 
 
 def _learned(path: Path, setup: CascadeSetup) -> tuple[CascadeSetup, int]:

@@ -215,7 +215,8 @@ def _target_notes(run: EvalRun) -> list[str]:
         ]
     scored = (
         f" from {iso_time(run.config.cutoff_ms)} on (earlier events only build the counts and sessions; with a "
-        "learned ranker, the split it was trained before: no row is scored on what it trained on)"
+        "learned ranker, the split it was trained before, and with a student, the time its training on this log "
+        "stopped: no row is scored on what a model trained on)"
         if run.config.cutoff_ms is not None
         else ""
     )
