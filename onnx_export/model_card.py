@@ -62,9 +62,15 @@ def _markdown(card: dict[str, Any]) -> str:
         f"- parameters: {train.get('params', '?'):,}; shape: {json.dumps(train.get('shape', {}))}",
         f"- training: {train.get('steps')} steps, {train.get('seconds')} s on CPU, "
         f"final loss {train.get('final_loss')}",
-        f"- data: {data.get('log')} ({data.get('requests')} regeneration requests, "
-        f"{data.get('train_examples')} train / {data.get('test_examples')} test examples; "
-        f"test = the latest {data.get('test_fraction')} of events, from ts {data.get('test_from_ts')})",
+        f"- data: {data.get('requests')} regeneration requests, {data.get('train_examples')} train / "
+        f"{data.get('test_examples')} test examples; per shop, test = the latest {data.get('test_fraction')} of its "
+        "events (`vitrine eval` scores a shop only from there on):",
+        *[
+            f"  - {s['log']} (catalog {s['catalog']}): {s['requests']} requests kept of "
+            f"{s['train_requests_available']} for training, {s['train_examples']} train / {s['test_examples']} test "
+            f"examples, test from ts {s['test_from_ts']}; teacher {s['teacher']}"
+            for s in data.get("sources", [])
+        ],
         f"- median context length: {data.get('median_context_tokens')} tokens",
         "",
         "## Quality on held-out contexts (student vs catalog teacher)",

@@ -24,6 +24,7 @@ from models.teacher import Teacher
 from models.teacher_catalog import CatalogTeacher
 from onnx_export.dataset import (
     Cut,
+    Example,
     build_examples,
     load_events,
     regen_cuts,
@@ -51,17 +52,35 @@ from streams.runtime.settings import Settings
 
 PARITY_EXAMPLES = 64
 QUICK_CUTS = 240
+# ``vitrine train-ranker`` trains on the earliest 60% of a clickstream's events and ``vitrine eval`` scores the rest
+# (and never what the student trained on, by its card): holding out the same 40% keeps the reported range.
+TEST_FRACTION = 0.4
+# Training requests kept per shop, evenly over time: Online Retail alone folds to tens of thousands, and one shop
+# must not drown the others in the one model.
+MAX_TRAIN_REQUESTS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Shop:
+    """One event log and the catalog its keywords and products come from."""
+
+    log_path: Path
+    catalog_dir: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.log_path.parent.name}/{self.log_path.name}"
 
 
 @dataclass(frozen=True, slots=True)
 class PipelineOptions:
-    catalog_dir: Path
+    shops: tuple[Shop, ...]
     out_dir: Path
-    log_path: Path
     work_dir: Path = Path("var/student")
     steps: int | None = None
     quick: bool = False
-    test_fraction: float = 0.2
+    test_fraction: float = TEST_FRACTION
+    max_train_requests: int = MAX_TRAIN_REQUESTS
     vocab_size: int = DEFAULT_VOCAB
     eval_limit: int = 800
     init_from: Path | None = None
@@ -99,6 +118,47 @@ def select_teacher(name: str, catalog_teacher: CatalogTeacher, settings: Setting
     raise ValueError(f"unknown teacher {name!r} (catalog or openai)")
 
 
+@dataclass(slots=True)
+class ShopData:
+    shop: Shop
+    catalog: Catalog
+    examples: list[Example]
+    meta: dict[str, Any]
+
+
+def _shop_examples(shop: Shop, opts: PipelineOptions, settings: Settings, embedder: Embedder) -> ShopData:
+    """One shop's labelled examples, split by time on its own log; the teacher counts its training part only."""
+    catalog = Catalog.load(shop.catalog_dir)
+    settings = settings.replace(catalog_dir=shop.catalog_dir)
+    events = load_events(shop.log_path)
+    test_at = split_time(events, opts.test_fraction)
+    cuts = list(regen_cuts(events, settings, test_at))
+    train_cuts = [c for c in cuts if c.split == "train"]
+    test_cuts = [c for c in cuts if c.split == "test"]
+    keep = QUICK_CUTS if opts.quick else opts.max_train_requests
+    # Test requests: only as many as the evaluation reads (4 placements x 2 tasks each).
+    cuts = _thin(train_cuts, keep) + _thin(test_cuts, max(1, opts.eval_limit // len(opts.shops) // 8 + 1))
+    _say(
+        f"{shop.name}: {len(events):,} events, {len(train_cuts):,} train / {len(test_cuts):,} test requests, "
+        f"test from ts {test_at}; {len(cuts):,} kept"
+    )
+    catalog_teacher = catalog_teacher_for(catalog, events, test_at)
+    teacher = select_teacher(opts.teacher, catalog_teacher, settings, opts.work_dir / shop.log_path.parent.name)
+    # Merchandising rules are drawn from the catalog teacher's popular categories whichever teacher labels.
+    examples = build_examples(cuts, catalog, teacher, embedder.embed, popular=catalog_teacher.popular_categories())
+    meta = {
+        "log": str(shop.log_path),
+        "catalog": str(shop.catalog_dir),
+        "test_from_ts": test_at,
+        "requests": len(cuts),
+        "train_requests_available": len(train_cuts),
+        "train_examples": sum(e.split == "train" for e in examples),
+        "test_examples": sum(e.split == "test" for e in examples),
+        "teacher": repr(teacher),
+    }
+    return ShopData(shop, catalog, examples, meta)
+
+
 def run_pipeline(opts: PipelineOptions, settings: Settings) -> dict[str, Any]:
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -109,39 +169,27 @@ def run_pipeline(opts: PipelineOptions, settings: Settings) -> dict[str, Any]:
         return now
 
     t = time.perf_counter()
-    catalog = Catalog.load(opts.catalog_dir)
-    settings = settings.replace(catalog_dir=opts.catalog_dir)
-    events = load_events(opts.log_path)
-    test_at = split_time(events, opts.test_fraction)
-    cuts = list(regen_cuts(events, settings, test_at))
-    if opts.quick:
-        cuts = _thin(cuts, QUICK_CUTS)
-    _say(f"{len(events):,} events, {len(cuts):,} regeneration requests ({opts.log_path.name}), test from ts {test_at}")
-    catalog_teacher = catalog_teacher_for(catalog, events, test_at)
-    teacher = select_teacher(opts.teacher, catalog_teacher, settings, opts.work_dir)
     embedder = Embedder.load(settings.catalog.embedder_dir, "CPUExecutionProvider")
-    # Merchandising rules are drawn from the catalog teacher's popular categories whichever teacher labels.
-    examples = build_examples(cuts, catalog, teacher, embedder.embed, popular=catalog_teacher.popular_categories())
-    train = [e for e in examples if e.split == "train"]
-    test = [e for e in examples if e.split == "test"]
+    shops: list[ShopData] = [_shop_examples(shop, opts, settings, embedder) for shop in opts.shops]
+    train = [e for d in shops for e in d.examples if e.split == "train"]
+    test = [e for d in shops for e in d.examples if e.split == "test"]
     data_dir = opts.work_dir / "data"
     meta = {
-        "log": str(opts.log_path),
-        "catalog": str(opts.catalog_dir),
-        "test_from_ts": test_at,
+        "sources": [d.meta for d in shops],
         "test_fraction": opts.test_fraction,
-        "requests": len(cuts),
+        "requests": sum(d.meta["requests"] for d in shops),
         "train_examples": len(train),
         "test_examples": len(test),
         "context_format": FORMAT_VERSION,
-        "teacher": repr(teacher),
+        "teacher": opts.teacher,
     }
-    write_examples(examples, data_dir, meta)
+    write_examples([e for d in shops for e in d.examples], data_dir, meta)
     _say(f"examples: {len(train):,} train, {len(test):,} test -> {data_dir}")
     t = lap("dataset", t)
 
-    texts = [e.input for e in train] + [e.target for e in train] + [p.title for p in catalog.products]
-    texts += [k.keyword for k in catalog.keywords]
+    texts = [e.input for e in train] + [e.target for e in train]
+    for d in shops:
+        texts += [p.title for p in d.catalog.products] + [k.keyword for k in d.catalog.keywords]
     tok = train_tokenizer(texts, vocab_size=120 if opts.quick else opts.vocab_size)
     tok_dir = opts.work_dir / "tokenizer"
     tok_dir.mkdir(parents=True, exist_ok=True)
@@ -178,7 +226,8 @@ def run_pipeline(opts: PipelineOptions, settings: Settings) -> dict[str, Any]:
             shutil.copyfile(out / name, fp16_dir / name)
     t = lap("export", t)
 
-    fixed = [e.input for e in test[: PARITY_EXAMPLES * 2 : 2]] + [e.input for e in test[1 : PARITY_EXAMPLES * 2 : 2]]
+    per_shop = PARITY_EXAMPLES // len(shops)
+    fixed = [e.input for d in shops for e in [x for x in d.examples if x.split == "test"][:per_shop]]
     par = parity(torch_dir, out, fixed[:PARITY_EXAMPLES])
     _say(f"parity PyTorch vs ONNX fp32 greedy: {par.identical}/{par.n} token-identical")
     t = lap("parity", t)
@@ -194,9 +243,12 @@ def run_pipeline(opts: PipelineOptions, settings: Settings) -> dict[str, Any]:
     metrics: dict[str, dict[str, Any]] = {}
     for name, folder in variants.items():
         student = Student.load(folder, "CPUExecutionProvider")
-        evaluation = evaluate_student(student, test, catalog, limit=opts.eval_limit)
-        metrics[name] = asdict(evaluation)
-        _say(f"{name}: {json.dumps(evaluation.summary)}")
+        for d in shops:
+            held_out = [e for e in d.examples if e.split == "test"]
+            evaluation = evaluate_student(student, held_out, d.catalog, limit=opts.eval_limit // len(shops))
+            key = name if len(shops) == 1 else f"{name} · {d.shop.name}"
+            metrics[key] = asdict(evaluation)
+            _say(f"{key}: {json.dumps(evaluation.summary)}")
     t = lap("evaluate", t)
 
     timings["total"] = round(time.perf_counter() - started, 1)

@@ -230,8 +230,18 @@ def _parser() -> argparse.ArgumentParser:
         "fp16), checks ONNX against PyTorch and scores the student against the teacher on the later part of the "
         "log. Intermediate files go to var/student; the model card records the numbers.",
     )
-    t.add_argument("--catalog", type=Path, help="catalog artifacts (default VITRINE_CATALOG_DIR or var/catalog)")
-    t.add_argument("--data", type=Path, default=DEFAULT_DATA / "rees46" / "2019-Oct-head.csv", help="event log")
+    t.add_argument(
+        "--catalog",
+        type=Path,
+        action="append",
+        help="catalog artifacts, one per --data, in the same order (default VITRINE_CATALOG_DIR or var/catalog)",
+    )
+    t.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        help="event log of a shop; repeat for one model over several shops (default the REES46 head)",
+    )
     t.add_argument("--out", type=output_dir, help="model directory (default VITRINE_MODEL_DIR, models/student)")
     t.add_argument("--work-dir", type=output_dir, help="dataset, tokenizer, torch weights (default var/student)")
     t.add_argument("--steps", type=_positive, help="training steps (default 1000; --quick: 40)")
@@ -378,15 +388,18 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         model = export_embedder(args.out or settings.catalog.embedder_dir)
         print(f"exported {model} (card: {model.parent / 'embedder_card.json'})")
     elif args.command == "train-student":
-        from onnx_export.pipeline import PipelineOptions, run_pipeline
+        logs = args.data or [DEFAULT_DATA / "rees46" / "2019-Oct-head.csv"]
+        catalogs = args.catalog or [settings.catalog.catalog_dir or Path("var/catalog")]
+        if len(catalogs) != len(logs):
+            raise VitrineError(f"train-student: {len(logs)} --data but {len(catalogs)} --catalog; give one each")
+        from onnx_export.pipeline import PipelineOptions, Shop, run_pipeline
 
         opts = PipelineOptions(
-            catalog_dir=args.catalog or settings.catalog.catalog_dir or Path("var/catalog"),
+            shops=tuple(Shop(log, catalog) for log, catalog in zip(logs, catalogs, strict=True)),
             # A smoke run must never overwrite the real model: it gets its own directories.
             out_dir=args.out
             or (Path("var/student-quick/model") if args.quick else settings.generator.model_dir)
             or Path("models/student"),
-            log_path=args.data,
             work_dir=args.work_dir or Path("var/student-quick" if args.quick else "var/student"),
             steps=args.steps,
             quick=args.quick,

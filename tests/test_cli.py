@@ -28,6 +28,13 @@ def test_invalid_setting_names_the_field(monkeypatch: pytest.MonkeyPatch, capsys
     )
 
 
+def test_train_student_pairs_each_log_with_a_catalog(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train-student", "--data", "a.csv", "--data", "b.csv", "--catalog", "c", "--out", str(tmp_path / "m")])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == "vitrine: error: train-student: 2 --data but 1 --catalog; give one each\n"
+
+
 def test_speed_argument_rejects_nonsense(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["replay", "x.csv", "--speed", "-2"])
