@@ -52,6 +52,7 @@ from streams.worker.trigger import TriggerPolicy
 TRAIN_FILE, TEST_FILE, META_FILE = "train.jsonl", "test.jsonl", "meta.json"
 QUERY_SHARE = 0.10
 RULES_SHARE = 0.15
+NEXT_PRODUCTS = 3  # outcomes per training request: the products a shopper touched next, as far as they go
 CAMPAIGNS = ("summer sale", "black friday", "back to school", "new arrivals", "weekend offers", "clearance")
 
 
@@ -80,10 +81,11 @@ class Example:
 
 @dataclass(frozen=True, slots=True)
 class Cut:
-    """A regeneration request with the time split it belongs to."""
+    """A regeneration request with the time split it belongs to, and (training cuts) what the session touched next."""
 
     request: RegenRequest
     split: str
+    next_products: tuple[str, ...] = ()
 
 
 def load_events(path: Path, limit: int | None = None) -> list[ClickEvent]:
@@ -107,6 +109,41 @@ def split_time(events: Sequence[ClickEvent], test_fraction: float) -> int:
     """
     stamps = sorted(e.ts for e in events)
     return stamps[min(len(stamps) - 1, int(len(stamps) * (1.0 - test_fraction)))]
+
+
+def with_outcomes(cuts: Sequence[Cut], events: Sequence[ClickEvent], before: int, n: int = NEXT_PRODUCTS) -> list[Cut]:
+    """Training cuts with the first ``n`` distinct new products their session touched after the request and before
+    ``before`` (the test split: no outcome ever comes from the held-out time). Test cuts are left as they are."""
+    by_session: dict[str, list[tuple[int, str]]] = {}
+    for e in events:
+        if e.product_id is not None and e.ts < before:
+            by_session.setdefault(e.session_id, []).append((e.ts, e.product_id))
+    out: list[Cut] = []
+    for cut in cuts:
+        if cut.split != "train":
+            out.append(cut)
+            continue
+        request = cut.request
+        known = {r.product_id for r in request.context.recent}  # novel products: what the page has to find
+        seen: dict[str, None] = {}
+        for ts, product in by_session.get(request.session_id, ()):
+            if ts > request.event_ts and product not in known:
+                seen.setdefault(product, None)
+                if len(seen) == n:
+                    break
+        out.append(dataclasses.replace(cut, next_products=tuple(seen)))
+    return out
+
+
+def outcome_keywords(candidates: Sequence[str], next_products: Sequence[str], catalog: Catalog) -> list[str]:
+    """For each product the session touched next, the candidate keyword nearest to it: retrieval ranks products by
+    the cosine between keyword and product vectors, so that keyword is the one that would have brought it up."""
+    rows = [r for r in (catalog.keyword_index(k) for k in candidates) if r is not None]
+    products = [r for r in (catalog.product_index(p) for p in next_products) if r is not None]
+    if not rows or not products:
+        return []
+    scores = catalog.product_vectors[products] @ catalog.keyword_vectors[rows].T
+    return list(dict.fromkeys(catalog.keywords[rows[j]].keyword for j in scores.argmax(axis=1)))
 
 
 def regen_cuts(events: Sequence[ClickEvent], settings: Settings, test_at: int) -> Iterator[Cut]:
@@ -167,6 +204,9 @@ def build_examples(
     seed: int = 13,
     batch: int = 256,
 ) -> list[Example]:
+    """Four placements per cut, a theme and a keywords example each. The theme is the teacher's; the keywords are
+    the teacher's, led by the ``outcome_keywords`` of what the session touched next when the cut has outcomes (the
+    rules cannot know which of the context's keywords lead somewhere; the log does), kept to the teacher's count."""
     index = CandidateIndex(catalog.keywords, catalog.keyword_vectors)
     rows: list[tuple[Cut, RegenRequest, ContextFacts]] = []
     for cut in cuts:
@@ -194,6 +234,8 @@ def build_examples(
             ts, sid, where = request.event_ts, request.session_id, facts.placement.value
             examples.append(Example("theme", theme_input(inp.context), theme, ts, sid, where, cut.split, []))
             kw_input = keywords_input(inp.context, theme)
+            if cut.next_products and kws:
+                kws = list(dict.fromkeys([*outcome_keywords(cands, cut.next_products, catalog), *kws]))[: len(kws)]
             examples.append(Example("keywords", kw_input, format_keywords(kws), ts, sid, where, cut.split, cands))
     return examples
 

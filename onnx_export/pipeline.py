@@ -29,6 +29,7 @@ from onnx_export.dataset import (
     load_events,
     regen_cuts,
     split_time,
+    with_outcomes,
     write_examples,
 )
 from onnx_export.evaluate import evaluate_student
@@ -86,6 +87,7 @@ class PipelineOptions:
     init_from: Path | None = None
     fp16_in_out_dir: bool = False
     teacher: str = "catalog"  # "catalog" (rules over the catalog) or "openai" (VITRINE_TEACHER_* endpoint)
+    outcomes: bool = False  # keyword targets led by what the session touched next (training period only)
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
@@ -138,6 +140,8 @@ def _shop_examples(shop: Shop, opts: PipelineOptions, settings: Settings, embedd
     keep = QUICK_CUTS if opts.quick else opts.max_train_requests
     # Test requests: only as many as the evaluation reads (4 placements x 2 tasks each).
     cuts = _thin(train_cuts, keep) + _thin(test_cuts, max(1, opts.eval_limit // len(opts.shops) // 8 + 1))
+    if opts.outcomes:
+        cuts = with_outcomes(cuts, events, test_at)
     _say(
         f"{shop.name}: {len(events):,} events, {len(train_cuts):,} train / {len(test_cuts):,} test requests, "
         f"test from ts {test_at}; {len(cuts):,} kept"
@@ -152,6 +156,7 @@ def _shop_examples(shop: Shop, opts: PipelineOptions, settings: Settings, embedd
         "test_from_ts": test_at,
         "requests": len(cuts),
         "train_requests_available": len(train_cuts),
+        "train_requests_with_outcomes": sum(bool(c.next_products) for c in cuts),
         "train_examples": sum(e.split == "train" for e in examples),
         "test_examples": sum(e.split == "test" for e in examples),
         "teacher": repr(teacher),

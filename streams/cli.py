@@ -258,6 +258,13 @@ def _parser() -> argparse.ArgumentParser:
         "(VITRINE_TEACHER_BASE_URL, _MODEL, _API_KEY; replies cached under the work dir)",
     )
 
+    t.add_argument(
+        "--outcomes",
+        action="store_true",
+        help="lead each training keyword target with the candidates nearest to the new products the session "
+        "touched next (before the shop's test split), then the teacher's",
+    )
+
     q = sub.add_parser(
         "teachers",
         help="compare the catalog teacher's labels with an OpenAI-compatible teacher's (needs the train extra)",
@@ -406,6 +413,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             init_from=args.init_from,
             fp16_in_out_dir=args.fp16_in_model_dir,
             teacher=args.teacher,
+            outcomes=args.outcomes,
             command=["vitrine", *sys.argv[1:]],
         )
         run_pipeline(opts, settings)

@@ -7,9 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from onnx_export.dataset import Cut, Example, augment, load_events, regen_cuts, split_time
+from onnx_export.dataset import (
+    Cut,
+    Example,
+    augment,
+    load_events,
+    outcome_keywords,
+    regen_cuts,
+    split_time,
+    with_outcomes,
+)
 from streams.catalog.artifacts import Catalog
 from streams.catalog.products import read_rees46
+from streams.catalog.vocabulary import Keyword
 from streams.runtime.settings import Settings
 
 SHARED_DATA = Path(os.environ.get("VITRINE_SHARED_DATA", "/work/shared/data"))
@@ -54,3 +64,38 @@ def test_augmentation_is_seeded_per_request(cuts: list[Cut]) -> None:
 def test_example_json_round_trip() -> None:
     ex = Example("keywords", "keywords: x // hero | no items", "a | b c", 5, "s", "hero", "test", ["a", "b c"])
     assert Example.from_json(ex.to_json()) == ex
+
+
+def test_outcomes_are_new_products_touched_after_the_request_and_never_from_the_test_time(cuts: list[Cut]) -> None:
+    events = load_events(REES46)
+    test_at = split_time(events, 0.2)
+    with_next = with_outcomes(cuts, events, test_at)
+    assert [c.request for c in with_next] == [c.request for c in cuts]
+    assert all(not c.next_products for c in with_next if c.split == "test")
+    train = [c for c in with_next if c.split == "train"]
+    assert sum(bool(c.next_products) for c in train) > len(train) // 4
+    by_session: dict[str, list[tuple[int, str]]] = {}
+    for e in events:
+        if e.product_id is not None:
+            by_session.setdefault(e.session_id, []).append((e.ts, e.product_id))
+    for cut in train:
+        recent = {r.product_id for r in cut.request.context.recent}
+        later = {p: ts for ts, p in reversed(by_session[cut.request.session_id]) if ts > cut.request.event_ts}
+        for product in cut.next_products:
+            assert product not in recent and later[product] < test_at
+
+
+def test_outcome_keywords_are_the_candidates_nearest_to_the_next_products() -> None:
+    import numpy as np
+
+    products = read_rees46(REES46)[:3]
+    ids = [p.product_id for p in products]
+    eye = np.eye(4, dtype=np.float32)
+    keywords = [Keyword(k, "category", None, 1) for k in ("lamp", "sofa", "phone", "tv")]
+    # Product 0 is a lamp, product 1 mostly a sofa and a little a phone, product 2 a phone.
+    vectors = np.stack([eye[0], 0.8 * eye[1] + 0.6 * eye[2], eye[2]])
+    catalog = Catalog(products, vectors, keywords, eye)
+    assert outcome_keywords(["tv", "sofa", "lamp"], [ids[1], ids[0]], catalog) == ["sofa", "lamp"]
+    assert outcome_keywords(["tv", "phone"], [ids[1]], catalog) == ["phone"]  # the nearest of the allowed ones
+    assert outcome_keywords(["phone", "sofa"], [ids[2], ids[1]], catalog) == ["phone", "sofa"]
+    assert outcome_keywords(["tv"], ["not-in-catalog"], catalog) == []
