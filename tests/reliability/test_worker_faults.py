@@ -162,10 +162,10 @@ from streams.worker.app import run_worker
 
 apply = sessions.SessionTracker.apply
 
-def failing(self, state, event, *, partition, offset):
+def failing(self, state, event, *, partition, offset, **kwargs):
     if (partition, offset) == ({partition}, {offset}):
         raise RuntimeError("planted step failure")
-    return apply(self, state, event, partition=partition, offset=offset)
+    return apply(self, state, event, partition=partition, offset=offset, **kwargs)
 
 sessions.SessionTracker.apply = failing
 run_worker(Settings())
