@@ -66,9 +66,10 @@ def _markdown(card: dict[str, Any]) -> str:
         f"{data.get('test_examples')} test examples; per shop, test = the latest {data.get('test_fraction')} of its "
         "events (`vitrine eval` scores a shop only from there on):",
         *[
-            f"  - {s['log']} (catalog {s['catalog']}): {s['requests']} requests kept of "
-            f"{s['train_requests_available']} for training ({s.get('train_requests_with_outcomes', 0)} with "
-            f"outcomes), {s['train_examples']} train / {s['test_examples']} test "
+            f"  - {s['log']} (catalog {s['catalog']}): {s['requests']} requests kept (train and test; "
+            f"{s['train_requests_available']} training requests available, "
+            f"{s.get('train_requests_with_outcomes', 0)} kept with outcomes), {s['train_examples']} train / "
+            f"{s['test_examples']} test "
             f"examples, test from ts {s['test_from_ts']}; teacher {s['teacher']}"
             for s in data.get("sources", [])
         ],

@@ -159,7 +159,7 @@ def _shop_examples(shop: Shop, opts: PipelineOptions, settings: Settings, embedd
         "train_requests_with_outcomes": sum(bool(c.next_products) for c in cuts),
         "train_examples": sum(e.split == "train" for e in examples),
         "test_examples": sum(e.split == "test" for e in examples),
-        "teacher": repr(teacher),
+        "teacher": f"{opts.teacher} ({type(teacher).__name__})",
     }
     return ShopData(shop, catalog, examples, meta)
 
