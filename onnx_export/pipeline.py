@@ -127,6 +127,9 @@ class ShopData:
     examples: list[Example]
     meta: dict[str, Any]
 
+    def held_out(self) -> list[Example]:
+        return [e for e in self.examples if e.split == "test"]
+
 
 def _shop_examples(shop: Shop, opts: PipelineOptions, settings: Settings, embedder: Embedder) -> ShopData:
     """One shop's labelled examples, split by time on its own log; the teacher counts its training part only."""
@@ -138,8 +141,9 @@ def _shop_examples(shop: Shop, opts: PipelineOptions, settings: Settings, embedd
     train_cuts = [c for c in cuts if c.split == "train"]
     test_cuts = [c for c in cuts if c.split == "test"]
     keep = QUICK_CUTS if opts.quick else opts.max_train_requests
-    # Test requests: only as many as the evaluation reads (4 placements x 2 tasks each).
-    cuts = _thin(train_cuts, keep) + _thin(test_cuts, max(1, opts.eval_limit // len(opts.shops) // 8 + 1))
+    # Test requests: only as many as the evaluation reads (a theme and a keywords example per placement).
+    per_request = 2 * len(PLACEMENTS)
+    cuts = _thin(train_cuts, keep) + _thin(test_cuts, max(1, opts.eval_limit // len(opts.shops) // per_request + 1))
     if opts.outcomes:
         cuts = with_outcomes(cuts, events, test_at)
     _say(
@@ -177,7 +181,7 @@ def run_pipeline(opts: PipelineOptions, settings: Settings) -> dict[str, Any]:
     embedder = Embedder.load(settings.catalog.embedder_dir, "CPUExecutionProvider")
     shops: list[ShopData] = [_shop_examples(shop, opts, settings, embedder) for shop in opts.shops]
     train = [e for d in shops for e in d.examples if e.split == "train"]
-    test = [e for d in shops for e in d.examples if e.split == "test"]
+    test = [e for d in shops for e in d.held_out()]
     data_dir = opts.work_dir / "data"
     meta = {
         "sources": [d.meta for d in shops],
@@ -232,7 +236,8 @@ def run_pipeline(opts: PipelineOptions, settings: Settings) -> dict[str, Any]:
     t = lap("export", t)
 
     per_shop = PARITY_EXAMPLES // len(shops)
-    fixed = [e.input for d in shops for e in [x for x in d.examples if x.split == "test"][:per_shop]]
+    held_out = {d.shop: d.held_out() for d in shops}
+    fixed = [e.input for d in shops for e in held_out[d.shop][:per_shop]]
     par = parity(torch_dir, out, fixed[:PARITY_EXAMPLES])
     _say(f"parity PyTorch vs ONNX fp32 greedy: {par.identical}/{par.n} token-identical")
     t = lap("parity", t)
@@ -249,8 +254,7 @@ def run_pipeline(opts: PipelineOptions, settings: Settings) -> dict[str, Any]:
     for name, folder in variants.items():
         student = Student.load(folder, "CPUExecutionProvider")
         for d in shops:
-            held_out = [e for e in d.examples if e.split == "test"]
-            evaluation = evaluate_student(student, held_out, d.catalog, limit=opts.eval_limit // len(shops))
+            evaluation = evaluate_student(student, held_out[d.shop], d.catalog, limit=opts.eval_limit // len(shops))
             key = name if len(shops) == 1 else f"{name} · {d.shop.name}"
             metrics[key] = asdict(evaluation)
             _say(f"{key}: {json.dumps(evaluation.summary)}")

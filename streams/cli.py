@@ -16,6 +16,7 @@ from streams.contracts.errors import VitrineError
 from streams.runtime.settings import Settings, describe_error
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+REES46_HEAD = DEFAULT_DATA / "rees46" / "2019-Oct-head.csv"  # the default log of every command that takes one
 
 
 def _writable(path: Path, *, directory: bool) -> Path:
@@ -193,7 +194,7 @@ def _parser() -> argparse.ArgumentParser:
         "Kafka broker (unless KAFKA_BOOTSTRAP_SERVERS is set), the session worker and the generator, replays the "
         "REES46 log and prints a sample of the storefronts published, with themes, keywords and products.",
     )
-    d.add_argument("--data", type=Path, default=DEFAULT_DATA / "rees46" / "2019-Oct-head.csv")
+    d.add_argument("--data", type=Path, default=REES46_HEAD)
     d.add_argument("--speed", type=_speed, default=0.0)
     d.add_argument("--show", type=int, default=8, help="how many storefronts to print in full")
 
@@ -272,7 +273,7 @@ def _parser() -> argparse.ArgumentParser:
         "placement with the generator's quality filter.",
     )
     q.add_argument("--catalog", type=Path, help="catalog artifacts (default VITRINE_CATALOG_DIR or var/catalog)")
-    q.add_argument("--data", type=Path, default=DEFAULT_DATA / "rees46" / "2019-Oct-head.csv", help="event log")
+    q.add_argument("--data", type=Path, default=REES46_HEAD, help="event log")
     q.add_argument("--requests", type=_positive, default=50, help="held-out requests to label (4 placements each)")
     q.add_argument("--work-dir", type=output_dir, default=Path("var/teachers"), help="reply cache")
     q.add_argument("--out", type=output_file, help="also write the Markdown report here")
@@ -379,7 +380,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             *(CatalogSource(ProductSource.REES46, path) for path in args.rees46),
             *(CatalogSource(ProductSource.ONLINE_RETAIL, path) for path in args.online_retail),
             *(CatalogSource(ProductSource.FILE, path) for path in args.products),
-        ] or [CatalogSource(ProductSource.REES46, DEFAULT_DATA / "rees46" / "2019-Oct-head.csv")]
+        ] or [CatalogSource(ProductSource.REES46, REES46_HEAD)]
         built = build_catalog(
             sources,
             args.out,
@@ -395,7 +396,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         model = export_embedder(args.out or settings.catalog.embedder_dir)
         print(f"exported {model} (card: {model.parent / 'embedder_card.json'})")
     elif args.command == "train-student":
-        logs = args.data or [DEFAULT_DATA / "rees46" / "2019-Oct-head.csv"]
+        logs = args.data or [REES46_HEAD]
         catalogs = args.catalog or [settings.catalog.catalog_dir or Path("var/catalog")]
         if len(catalogs) != len(logs):
             raise VitrineError(f"train-student: {len(logs)} --data but {len(catalogs)} --catalog; give one each")

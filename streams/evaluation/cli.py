@@ -49,11 +49,11 @@ def run_eval(args: argparse.Namespace) -> str:
             raise ReplayError("--ranker needs --catalog")
         extra, split_ms = _learned(args.ranker, extra)
         # Never report what the ranker trained on: every row is scored from its split on.
-        config = dataclasses.replace(config, cutoff_ms=max(split_ms, config.cutoff_ms or split_ms))
+        config = _scored_from(config, split_ms)
     if extra is not None and extra.student is not None:
         student_ms = student_trained_before(args.model_dir, args.path)
         if student_ms is not None:  # nor what the student trained on, when it trained on this log
-            config = dataclasses.replace(config, cutoff_ms=max(student_ms, config.cutoff_ms or student_ms))
+            config = _scored_from(config, student_ms)
     run = evaluate(
         args.path,
         fmt,
@@ -112,6 +112,11 @@ def _cascade(args: argparse.Namespace, fmt: SourceFormat, config: EvalConfig) ->
         embed=embed,
         rebuy=fmt is SourceFormat.ONLINE_RETAIL,
     )
+
+
+def _scored_from(config: EvalConfig, ms: int) -> EvalConfig:
+    """``config`` scoring nothing before ``ms`` (nor before its own cutoff, if later)."""
+    return dataclasses.replace(config, cutoff_ms=max(ms, config.cutoff_ms or ms))
 
 
 def student_trained_before(model_dir: Path, log: Path) -> int | None:
