@@ -38,6 +38,7 @@ from streams.runtime.web import add_endpoints
 from streams.worker.codecs import PRODUCT_SIGNAL_CODEC, SESSION_STATE_CODEC
 from streams.worker.intent import load_intent_space
 from streams.worker.ranker import RankerSignals, signal_key, split_key
+from streams.worker.scan import count_keys, idle_sessions
 from streams.worker.sessions import SessionTracker, WorkerStep, covisit_window
 from streams.worker.state import SessionState
 from streams.worker.trigger import TriggerPolicy
@@ -93,6 +94,11 @@ class SessionWorker:
     unacked: list[Message] = field(default_factory=list)
     # Clickstream partition -> committed offset, as of the last flush.
     committed: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def live_iteration(self) -> bool:
+        """The store can be walked while events change it (RocksDB's iterators read a snapshot; a dict cannot)."""
+        return self.settings.worker.store is StoreKind.ROCKSDB
 
     async def handle_direct(self, msg: Message) -> None:
         """The direct path's handler (``faust_fastpath.handle_directly``): ``handle`` with the message as Faust's
@@ -196,21 +202,35 @@ class SessionWorker:
             if tp.topic == self.settings.topics.clickstream_topic
         }
 
-    def expire_idle(self) -> int:
-        """Tombstone sessions idle for ``session_ttl_s`` of event time, in this worker's partitions only."""
+    async def expire_idle(self) -> int:
+        """Tombstone sessions idle for ``session_ttl_s`` of event time, in this worker's partitions only (a walk of
+        every session that lets events through between chunks: ``streams.worker.scan``)."""
         horizon = self.watermark.value - int(self.settings.worker.session_ttl_s * 1000)
-        active = self.active_partitions()
-        expired = [k for k, s in self.table.items() if s.last_ts < horizon and s.partition in active]
-        for key in expired:
+        expired = 0
+        async for key, state in idle_sessions(
+            self.table.data,
+            horizon_ms=horizon,
+            owned=self.active_partitions,
+            copy_keys=not self.live_iteration,
+            stop=lambda: bool(self.app.rebalancing),
+        ):
             # Written directly: outside the agent there is no current event to take the partition from.
-            self.table.send_changelog(self.table.data[key].partition, key, None, value_serializer="raw")
+            self.table.send_changelog(state.partition, key, None, value_serializer="raw")
             del self.table.data[key]
             self.dirty.pop(key, None)
-        metrics.EXPIRED.inc(len(expired))
-        return len(expired)
+            expired += 1
+        metrics.EXPIRED.inc(expired)
+        return expired
 
     async def refresh_gauges(self) -> None:
-        metrics.SESSIONS.set(len(self.table.data))
+        # A RocksDB store's len() walks every key at once; a memory store's is a dict's.
+        sessions = (
+            await count_keys(self.table.data, stop=lambda: bool(self.app.rebalancing))
+            if self.live_iteration
+            else len(self.table.data)
+        )
+        if sessions is not None:
+            metrics.SESSIONS.set(sessions)
         sample = [s.to_bytes() for _, s in zip(range(_STATE_SIZE_SAMPLE), self.table.data.values(), strict=False)]
         if sample:
             metrics.STATE_BYTES.set(sum(map(len, sample)) / len(sample))
@@ -327,7 +347,7 @@ def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
     @app.timer(settings.worker.expiry_interval_s)
     async def expire() -> None:
         if worker.is_ready():
-            n = worker.expire_idle()
+            n = await worker.expire_idle()
             if n:
                 log.info("expired idle sessions", extra={"expired": n})
 

@@ -267,10 +267,15 @@ def test_restarted_worker_restores_state_from_changelog_and_continues(
     )
 
 
+@pytest.mark.parametrize("store", [StoreKind.MEMORY, StoreKind.ROCKSDB])
 def test_idle_sessions_expire_with_a_changelog_tombstone(
-    settings_factory: Callable[..., Settings], worker_factory: Callable[[Settings], WorkerProcess], tmp_path: Path
+    settings_factory: Callable[..., Settings],
+    worker_factory: Callable[[Settings], WorkerProcess],
+    tmp_path: Path,
+    store: StoreKind,
 ) -> None:
-    settings = settings_factory(session_ttl_s=60.0, expiry_interval_s=0.5)
+    """Expiry walks the table in chunks (``streams.worker.scan``): on RocksDB a live iterator, in memory a copy."""
+    settings = settings_factory(session_ttl_s=60.0, expiry_interval_s=0.5, store=store)
     t0 = 1569888000000
     events = [
         {"event_id": "e1", "session_id": "idle", "event_type": "view", "product_id": "1", "ts": t0},
@@ -291,6 +296,7 @@ def test_idle_sessions_expire_with_a_changelog_tombstone(
     while worker.endpoint.metric("vitrine_expired_sessions_total") < 1 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert worker.endpoint.metric("vitrine_expired_sessions_total") == 1
+    worker.endpoint.wait_until(lambda: worker.endpoint.metric("vitrine_sessions") == 1, 15, "the gauge counts one")
     time.sleep(settings.worker.flush_interval_s * 3)
     records = asyncio.run(read_topic(settings, f"{settings.topics.app_id}-sessions-changelog"))
     assert [r.value for r in records if r.key == b"idle"][-1] is None, "expiry must leave a tombstone"
