@@ -15,8 +15,9 @@ serving and evaluation read themes with this one reader.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+from models.context import ContextFacts
 from models.teacher_catalog import category_label
 from streams.contracts.storefront import Scope
 
@@ -48,3 +49,9 @@ class ThemeReader:
         under = _UNDER.search(theme)
         max_price = float(under.group(1).replace(",", "")) if under else None
         return Scope(categories=categories, brand=brand, max_price=max_price)
+
+
+def seen_brands(facts: ContextFacts, affinities: Sequence[str]) -> list[str]:
+    """The brands a writer saw, the only ones its theme can name: its context's items' and the session's brand
+    affinities."""
+    return [i.brand for i in facts.items if i.brand] + list(affinities)

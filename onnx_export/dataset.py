@@ -38,11 +38,14 @@ from models.context import (
 )
 from models.embedder import Embed
 from models.teacher import Teacher, TeacherInput
+from models.themes import ThemeReader, seen_brands
 from streams.catalog.artifacts import Catalog
 from streams.contracts.errors import InvalidEvent, VitrineError
 from streams.contracts.events import ClickEvent, decode_event
 from streams.contracts.regen import RegenRequest
+from streams.contracts.storefront import Scope
 from streams.datasets.readers import read_source
+from streams.generator import coherence
 from streams.runtime.settings import Settings
 from streams.worker.intent import load_intent_space
 from streams.worker.sessions import SessionTracker
@@ -135,9 +138,16 @@ def with_outcomes(cuts: Sequence[Cut], events: Sequence[ClickEvent], before: int
     return out
 
 
-def outcome_keywords(candidates: Sequence[str], next_products: Sequence[str], catalog: Catalog) -> list[str]:
+def outcome_keywords(
+    candidates: Sequence[str], next_products: Sequence[str], catalog: Catalog, scope: Scope | None = None
+) -> list[str]:
     """For each product the session touched next, the candidate keyword nearest to it: retrieval ranks products by
-    the cosine between keyword and product vectors, so that keyword is the one that would have brought it up."""
+    the cosine between keyword and product vectors, so that keyword is the one that would have brought it up.
+
+    ``scope``: what the placement's theme promises. The page holds a placement to it, so a next product outside it
+    could never be shown there, and a keyword chasing one only leaves the theme unfillable."""
+    if scope is not None:
+        next_products = [p for p in next_products if coherence.admits(scope, catalog.product(p))]
     rows = [r for r in (catalog.keyword_index(k) for k in candidates) if r is not None]
     products = [r for r in (catalog.product_index(p) for p in next_products) if r is not None]
     if not rows or not products:
@@ -205,9 +215,11 @@ def build_examples(
     batch: int = 256,
 ) -> list[Example]:
     """Four placements per cut, a theme and a keywords example each. The theme is the teacher's; the keywords are
-    the teacher's, led by the ``outcome_keywords`` of what the session touched next when the cut has outcomes (the
-    rules cannot know which of the context's keywords lead somewhere; the log does), kept to the teacher's count."""
+    the teacher's, led by the ``outcome_keywords`` of what the session touched next within the theme's scope when
+    the cut has outcomes (the rules cannot know which of the context's keywords lead somewhere; the log does), kept
+    to the teacher's count."""
     index = CandidateIndex(catalog.keywords, catalog.keyword_vectors)
+    reader = ThemeReader(p.category for p in catalog.products if p.category)
     rows: list[tuple[Cut, RegenRequest, ContextFacts]] = []
     for cut in cuts:
         request, rules = augment(cut.request, catalog, popular, seed)
@@ -235,7 +247,9 @@ def build_examples(
             examples.append(Example("theme", theme_input(inp.context), theme, ts, sid, where, cut.split, []))
             kw_input = keywords_input(inp.context, theme)
             if cut.next_products and kws:
-                kws = list(dict.fromkeys([*outcome_keywords(cands, cut.next_products, catalog), *kws]))[: len(kws)]
+                scope = reader.scope(theme, seen_brands(facts, request.context.brands))
+                led = outcome_keywords(cands, cut.next_products, catalog, scope)
+                kws = list(dict.fromkeys([*led, *kws]))[: len(kws)]
             examples.append(Example("keywords", kw_input, format_keywords(kws), ts, sid, where, cut.split, cands))
     return examples
 

@@ -24,7 +24,7 @@ from models.quality import QualityFilter
 from models.student import ModelLoadError, Student
 from models.teacher import Teacher, TeacherInput
 from models.teacher_catalog import CatalogTeacher
-from models.themes import ThemeReader
+from models.themes import ThemeReader, seen_brands
 from streams.catalog.artifacts import Catalog
 from streams.contracts.regen import RegenRequest, SessionContext
 from streams.contracts.storefront import Arm, Quality
@@ -124,8 +124,7 @@ class CascadePlanner:
             page = slice(start, start + len(page_kinds))
             start = page.stop
             verdicts = self._verdicts(inputs[page], themes[page], keywords[page], candidates[page])
-            # The brands a writer saw: the context's items and the session's affinities.
-            brands = [i.brand for i in inputs[page][0].facts.items if i.brand] + contexts[r].brands
+            brands = seen_brands(inputs[page][0].facts, contexts[r].brands)
             pages.append(
                 [
                     PlacementPlan(

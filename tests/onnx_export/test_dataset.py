@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from onnx_export.dataset import (
 from streams.catalog.artifacts import Catalog
 from streams.catalog.products import read_rees46
 from streams.catalog.vocabulary import Keyword
+from streams.contracts.storefront import Scope
 from streams.runtime.settings import Settings
 
 SHARED_DATA = Path(os.environ.get("VITRINE_SHARED_DATA", "/work/shared/data"))
@@ -99,3 +101,47 @@ def test_outcome_keywords_are_the_candidates_nearest_to_the_next_products() -> N
     assert outcome_keywords(["tv", "phone"], [ids[1]], catalog) == ["phone"]  # the nearest of the allowed ones
     assert outcome_keywords(["phone", "sofa"], [ids[2], ids[1]], catalog) == ["phone", "sofa"]
     assert outcome_keywords(["tv"], ["not-in-catalog"], catalog) == []
+    # Within a theme's scope: a next product the placement could never show leads to no keyword.
+    assert products[0].category != products[1].category
+    lamps = Scope(categories=[str(products[0].category)])
+    assert outcome_keywords(["tv", "sofa", "lamp"], [ids[1], ids[0]], catalog, lamps) == ["lamp"]
+    assert outcome_keywords(["tv", "sofa", "lamp"], [ids[1]], catalog, lamps) == []
+
+
+def test_outcomes_lead_a_placements_keywords_only_within_its_theme(rees46_catalog: Path, embedder_dir: Path) -> None:
+    """The same cuts with and without outcomes: a keyword target changes only where a next product lies within what
+    the placement's theme promises (its scope)."""
+    from models.context import PlacementKind, context_facts
+    from models.embedder import Embedder
+    from models.themes import ThemeReader, seen_brands
+    from onnx_export.dataset import build_examples
+    from onnx_export.pipeline import catalog_teacher_for
+    from streams.generator import coherence
+
+    catalog = Catalog.load(rees46_catalog)
+    events = load_events(REES46, limit=4000)
+    test_at = split_time(events, 0.5)
+    cuts = [c for c in with_outcomes(list(regen_cuts(events, Settings(), test_at)), events, test_at) if c.next_products]
+    cuts = cuts[:60]
+    teacher = catalog_teacher_for(catalog, events, test_at)
+    embed = Embedder.load(embedder_dir, "CPUExecutionProvider", intra_op_threads=1).embed
+    popular = teacher.popular_categories()
+    led = build_examples(cuts, catalog, teacher, embed, popular=popular)
+    plain = build_examples(
+        [dataclasses.replace(c, next_products=()) for c in cuts], catalog, teacher, embed, popular=popular
+    )
+    reader = ThemeReader(p.category for p in catalog.products if p.category)
+    changed = reachable_somewhere = 0
+    for n, cut in enumerate(cuts):
+        request, rules = augment(cut.request, catalog, popular, seed=13)  # build_examples' default seed
+        for j in range(n * 8, n * 8 + 8, 2):  # a theme example, then its keywords example, per placement
+            theme, keywords, without = led[j], led[j + 1], plain[j + 1]
+            assert (theme.task, keywords.task, theme.session_id) == ("theme", "keywords", request.session_id)
+            facts = context_facts(request.context, PlacementKind(theme.placement), rules, catalog.product)
+            scope = reader.scope(theme.target, seen_brands(facts, request.context.brands))
+            reachable = [p for p in cut.next_products if coherence.admits(scope, catalog.product(p))]
+            reachable_somewhere += bool(reachable)
+            if keywords.target != without.target:
+                changed += 1
+                assert reachable, (theme.target, cut.next_products)
+    assert 0 < changed <= reachable_somewhere < 4 * len(cuts)  # some themes exclude every next product
