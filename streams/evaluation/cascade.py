@@ -46,7 +46,9 @@ from streams.runtime.settings import ShelfName
 from streams.worker.sessions import session_context
 from streams.worker.state import RECENT_ITEMS
 
-PER_PLACEMENT = 3  # 4 placements x 3 = the page of k = 12 every strategy is scored on (own shelves may span more)
+# 4 placements x 3 = the page of k = 12 every strategy is scored on (own shelves may span more); the served page
+# (VITRINE_ITEMS_PER_PLACEMENT, 6) is scored at k = 24 (``vitrine eval --k 24``).
+PER_PLACEMENT = 3
 REPLAY_REASON = "replay"
 
 Weights = Mapping[PlacementKind, FusionWeights]
@@ -156,8 +158,10 @@ class Planning:
         retriever: ExactRetriever,
         quality: QualityFilter | None = None,
         embed: Embed | None = None,
+        per_placement: int = PER_PLACEMENT,
     ) -> None:
         self.history = history
+        self.per_placement = per_placement
         self.catalog = catalog
         self.writer = CachingWriter(writer)
         self.retriever = retriever
@@ -198,7 +202,7 @@ class Planning:
         return StorefrontAssembler(
             retriever=self.retriever,
             products=self.catalog.product,
-            items_per_placement=PER_PLACEMENT,
+            items_per_placement=self.per_placement,
             weights=dict(weights),
             diversity_floor=diversity_floor,
             learned=learned,
@@ -359,6 +363,7 @@ class CascadeSetup:
     learned_card: str = ""  # what the report says of the model (its card's data, split and metrics)
     # False only for the control of the planted-universe test: retrieval from the whole catalog, future included.
     known_only: bool = True
+    per_placement: int = PER_PLACEMENT  # products a generated placement holds (the page is k = 4 x this)
 
     def __call__(self, history: History, log: EventLog) -> list[Strategy]:
         retriever = exact_retriever(self.catalog, history if self.known_only else None)
@@ -370,10 +375,11 @@ class CascadeSetup:
             retriever=retriever,
             quality=self.quality,
             embed=self.embed,
+            per_placement=self.per_placement,
         )
         pages = (
-            f"the generator's page ({PAGE_PLACEMENTS} placements x {PER_PLACEMENT} products, StorefrontAssembler, the "
-            "layout page_layout chooses: own shelves first, generated placements after) for "
+            f"the generator's page ({PAGE_PLACEMENTS} placements x {self.per_placement} products, StorefrontAssembler, "
+            "the layout page_layout chooses: own shelves first, generated placements after) for "
             f"the request the worker would send now (its session state: last {RECENT_ITEMS} events, affinities; its "
             "ranker lists), planned by CascadePlanner, keywords retrieved by exact cosine among known products, "
             "fused with streams.generator.assembly.DEFAULT_WEIGHTS unless stated"
@@ -429,6 +435,7 @@ class CascadeSetup:
                 retriever=retriever,
                 quality=self.quality,
                 embed=self.embed,
+                per_placement=self.per_placement,
             )
             share = f" Scored on a {self.student_sample:.0%} hash sample of contexts" if self.student_sample < 1 else ""
             strategies.append(

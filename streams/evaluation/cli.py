@@ -92,8 +92,15 @@ def _cascade(args: argparse.Namespace, fmt: SourceFormat, config: EvalConfig) ->
     from models.student import Student
     from streams.catalog.artifacts import Catalog
     from streams.evaluation.cascade import CascadeSetup
+    from streams.generator.layout import PAGE_PLACEMENTS
     from streams.generator.planners import build_embed
     from streams.runtime.settings import Settings
+
+    if config.k % PAGE_PLACEMENTS:
+        raise ReplayError(
+            f"--k {config.k} with --catalog: the cascade's page is {PAGE_PLACEMENTS} placements of k/{PAGE_PLACEMENTS} "
+            "products, so k must be a multiple of it"
+        )
 
     catalog = Catalog.load(args.catalog)
     student = Student.load(args.model_dir) if getattr(args, "model_dir", None) else None
@@ -111,6 +118,7 @@ def _cascade(args: argparse.Namespace, fmt: SourceFormat, config: EvalConfig) ->
         quality=QualityFilter(embed),
         embed=embed,
         rebuy=fmt is SourceFormat.ONLINE_RETAIL,
+        per_placement=config.k // PAGE_PLACEMENTS,
     )
 
 

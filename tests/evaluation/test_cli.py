@@ -59,3 +59,13 @@ def test_a_student_that_never_saw_the_log_moves_no_cutoff(tmp_path: Path) -> Non
     # Same file name, another shop's folder: the cosmetics heads are named like the REES46 one.
     card = {"log": f"/data/rees46-cosmetics/{REES46.name}", "test_from_ts": 1}
     assert student_trained_before(_student_with_card(tmp_path / "b", card), REES46) is None
+
+
+def test_a_cascade_page_size_that_is_not_whole_placements_is_refused(
+    catalog_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["eval", str(REES46), "--limit", "200", "--catalog", str(catalog_dir), "--k", "10"])
+    assert exited.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--k 10" in err and "multiple" in err

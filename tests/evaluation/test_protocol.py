@@ -47,6 +47,7 @@ from streams.generator.assembly import DEFAULT_WEIGHTS
 from streams.generator.layout import page_layout, written
 from streams.generator.pipeline import StorefrontGenerator
 from streams.generator.ranking import LearnedRanker, load_ranker
+from streams.runtime.settings import Settings
 from streams.worker.fold import fold
 from streams.worker.intent import TaxonomyIntent
 from streams.worker.ranker import RankerSignals
@@ -317,6 +318,10 @@ def _shop() -> list[ReplayRecord]:
 
 @pytest.fixture(scope="module")
 def shop(cascade: CascadeSetup) -> tuple[Cascade, History, EventLog]:
+    return _teacher_after_shop(cascade)
+
+
+def _teacher_after_shop(cascade: CascadeSetup) -> tuple[Cascade, History, EventLog]:
     """The teacher cascade after replaying the shop log."""
     log = load_events(_shop(), cascade.catalog.product_ids)
     made: list[Strategy] = []
@@ -345,6 +350,15 @@ def test_cascade_page_fills_every_placement_with_distinct_allowed_items(
     # the session is about phones: the page leads with phones it has not seen
     page = teacher.page_candidates("live", k, seen)
     assert page[0].startswith("phones-")
+
+
+def test_at_k_24_the_cascade_scores_the_served_page_of_six_products_a_placement(cascade: CascadeSetup) -> None:
+    """``vitrine eval --k 24``: the page the generator serves (VITRINE_ITEMS_PER_PLACEMENT's default of 6)."""
+    served = Settings().generator.items_per_placement
+    teacher, history, _ = _teacher_after_shop(dataclasses.replace(cascade, per_placement=served))
+    assert teacher.assembler.items_per_placement == served == 6
+    page = teacher.page_candidates("live", 4 * served, frozenset(history.session_items["live"]))
+    assert len(page) == len(set(page)) == 4 * served
 
 
 def test_cascade_plans_once_per_past_and_retrieves_for_usable_placements(
