@@ -49,6 +49,7 @@ from streams.worker.state import RECENT_ITEMS
 # 4 placements x 3 = the page of k = 12 every strategy is scored on (own shelves may span more); the served page
 # (VITRINE_ITEMS_PER_PLACEMENT, 6) is scored at k = 24 (``vitrine eval --k 24``).
 PER_PLACEMENT = 3
+ASSEMBLY_FALLBACKS = ("theme_unfilled", "few_products")  # the assembler's reasons, after the plan's verdict
 REPLAY_REASON = "replay"
 
 Weights = Mapping[PlacementKind, FusionWeights]
@@ -217,16 +218,25 @@ def page_products(
     hide: frozenset[str] = frozenset(),
     violations: Counter[coherence.Rule] | None = None,
     generative: bool = True,
+    served: Counter[str] | None = None,
 ) -> list[str]:
     """The generator's page for a planned request, flattened in page order (what is scored); the coherence rules it
-    breaks are added to ``violations``. ``generative=False``: the same page without the generative channel (no
-    themes, no keyword retrieval), as the generator assembles the control arm."""
+    breaks are added to ``violations``, and to ``served`` how its written placements ended: ``generated``, or
+    fallen back with the assembler's ``theme_unfilled`` / ``few_products`` or the plan's rejection.
+    ``generative=False``: the same page without the generative channel (no themes, no keyword retrieval), as the
+    generator assembles the control arm."""
     if generative:
         update = assembler.assemble(request, arm=Arm.TEACHER, plans=plan.placements, hide=hide)
     else:
         update = assembler.assemble(request, arm=Arm.CONTROL, hide=hide)
     if violations is not None:
         violations.update(coherence.violations(update, assembler.products, assembler.diversity_floor))
+    if served is not None:
+        written = {p.kind.value for p in plan.placements}
+        for placement in update.placements:
+            if placement.kind in written:
+                late = [r for r in placement.quality.reasons if r in ASSEMBLY_FALLBACKS]
+                served["generated" if not placement.fallback else late[0] if late else "rejected"] += 1
     return [item.product_id for placement in update.placements for item in placement.items]
 
 
@@ -257,6 +267,7 @@ class Cascade(Strategy):
         self._notes = notes
         self.pages = 0
         self.violations: Counter[coherence.Rule] = Counter()
+        self.served: Counter[str] = Counter()
 
     def rank(self, context: str | None, n: int) -> list[str]:
         return self.page_candidates(context, n, frozenset())
@@ -268,7 +279,13 @@ class Cascade(Strategy):
         request, plan = planned
         self.pages += 1
         return page_products(
-            self.assembler, request, plan, hide=exclude, violations=self.violations, generative=self.generative
+            self.assembler,
+            request,
+            plan,
+            hide=exclude,
+            violations=self.violations,
+            generative=self.generative,
+            served=self.served,
         )
 
     def scores(self, cluster: str) -> bool:
@@ -280,7 +297,17 @@ class Cascade(Strategy):
             f"**{self.name}**: coherence violations {sum(self.violations.values())} over {self.pages} pages scored "
             f"({rules}; `streams.generator.coherence.violations` on every page)."
         )
-        return [*(self._notes() if self._notes is not None else []), count]
+        written = sum(self.served.values())
+        if not self.generative or not written:
+            return [*(self._notes() if self._notes is not None else []), count]
+        ended = ", ".join(f"{what} {n} ({n / written:.1%})" for what, n in self.served.most_common())
+        served = (
+            f"**{self.name}**: of the {written} written placements on scored pages "
+            f"({self.assembler.items_per_placement} products each), {ended} (rejected: by the serving verdict; "
+            "theme_unfilled / few_products: passed it, but the candidates could not fill the theme's scope / "
+            "retrieval found too few)."
+        )
+        return [*(self._notes() if self._notes is not None else []), count, served]
 
 
 def in_sample(cluster: str, fraction: float) -> bool:

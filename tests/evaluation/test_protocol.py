@@ -359,6 +359,10 @@ def test_at_k_24_the_cascade_scores_the_served_page_of_six_products_a_placement(
     assert teacher.assembler.items_per_placement == served == 6
     page = teacher.page_candidates("live", 4 * served, frozenset(history.session_items["live"]))
     assert len(page) == len(set(page)) == 4 * served
+    # How each written placement ended is counted for the report, at the served size.
+    assert teacher.served["generated"] > 0
+    assert set(teacher.served) <= {"generated", "rejected", "theme_unfilled", "few_products"}
+    assert f"({served} products each)" in teacher.notes()[-1]
 
 
 def test_cascade_plans_once_per_past_and_retrieves_for_usable_placements(
