@@ -4,7 +4,7 @@ real database without a Faust app around it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import ItemsView, Iterator, MutableMapping
 from pathlib import Path
 from typing import cast
 
@@ -37,3 +37,17 @@ class RocksStates(MutableMapping[bytes, SessionState]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+    def items(self) -> ItemsView[bytes, SessionState]:
+        return _Snapshot(self)
+
+
+class _Snapshot(ItemsView[bytes, SessionState]):
+    """One RocksDB iterator over keys and values, as Faust's store walks a database: what it yields is the database
+    as it was when the iterator opened (a key-by-key ``self[key]`` would read every value fresh)."""
+
+    _mapping: RocksStates
+
+    def __iter__(self) -> Iterator[tuple[bytes, SessionState]]:
+        for key, raw in self._mapping.db.items():
+            yield cast(bytes, key), SessionState.from_bytes(cast(bytes, raw))

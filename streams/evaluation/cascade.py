@@ -31,6 +31,7 @@ from streams.catalog.artifacts import Catalog
 from streams.contracts.experiment import stable_bucket
 from streams.contracts.regen import RegenRequest
 from streams.contracts.storefront import Arm
+from streams.contracts.storefront import Placement as StorefrontPlacement
 from streams.evaluation.history import PARTITION, History
 from streams.evaluation.protocol import EventLog
 from streams.evaluation.strategies import OwnHistory, Placement, Strategy
@@ -222,7 +223,7 @@ def page_products(
 ) -> list[str]:
     """The generator's page for a planned request, flattened in page order (what is scored); the coherence rules it
     breaks are added to ``violations``, and to ``served`` how its written placements ended: ``generated``, or
-    fallen back with the assembler's ``theme_unfilled`` / ``few_products`` or the plan's rejection.
+    fallen back with the assembler's ``theme_unfilled`` / ``few_products``, the plan's rejection, or no retrieval.
     ``generative=False``: the same page without the generative channel (no themes, no keyword retrieval), as the
     generator assembles the control arm."""
     if generative:
@@ -235,14 +236,23 @@ def page_products(
         written = {p.kind.value for p in plan.placements}
         for placement in update.placements:
             if placement.kind in written:
-                late = [r for r in placement.quality.reasons if r in ASSEMBLY_FALLBACKS]
-                served["generated" if not placement.fallback else late[0] if late else "rejected"] += 1
+                served[_ending(placement)] += 1
     return [item.product_id for placement in update.placements for item in placement.items]
 
 
+def _ending(placement: StorefrontPlacement) -> str:
+    if not placement.fallback:
+        return "generated"
+    late = [r for r in placement.quality.reasons if r in ASSEMBLY_FALLBACKS]
+    if late:
+        return late[0]
+    return "rejected" if not placement.quality.ok else "not retrieved"  # the vector store failed or is missing
+
+
 class Cascade(Strategy):
-    """The generator's page: ``PAGE_PLACEMENTS`` placements of ``PER_PLACEMENT`` products (own shelves may span
-    more), in page order."""
+    """The generator's page: ``PAGE_PLACEMENTS`` placements of ``per_placement`` products (own shelves may span
+    more), in page order. Counted once per distinct page (position, context, exclusions): a strategy built on this
+    one (re-buy + teacher cascade) asks for the same page again."""
 
     def __init__(
         self,
@@ -268,6 +278,7 @@ class Cascade(Strategy):
         self.pages = 0
         self.violations: Counter[coherence.Rule] = Counter()
         self.served: Counter[str] = Counter()
+        self._counted: tuple[int, str, frozenset[str]] | None = None
 
     def rank(self, context: str | None, n: int) -> list[str]:
         return self.page_candidates(context, n, frozenset())
@@ -277,15 +288,19 @@ class Cascade(Strategy):
         if planned is None:
             return []
         request, plan = planned
-        self.pages += 1
+        assert context is not None
+        page = (self.history.observed, context, exclude)
+        counted = page != self._counted
+        self._counted = page
+        self.pages += counted
         return page_products(
             self.assembler,
             request,
             plan,
             hide=exclude,
-            violations=self.violations,
+            violations=self.violations if counted else None,
             generative=self.generative,
-            served=self.served,
+            served=self.served if counted and self.generative else None,
         )
 
     def scores(self, cluster: str) -> bool:
@@ -305,7 +320,7 @@ class Cascade(Strategy):
             f"**{self.name}**: of the {written} written placements on scored pages "
             f"({self.assembler.items_per_placement} products each), {ended} (rejected: by the serving verdict; "
             "theme_unfilled / few_products: passed it, but the candidates could not fill the theme's scope / "
-            "retrieval found too few)."
+            "retrieval found too few; not retrieved: the vector store failed)."
         )
         return [*(self._notes() if self._notes is not None else []), count, served]
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from streams.evaluation.metrics import Estimate, bootstrap_coverage, bootstrap_mean
 from streams.evaluation.protocol import EvalRun, iso_time
+from streams.generator.layout import PAGE_PLACEMENTS
 from streams.worker.state import TOP_PURCHASED
 
 CASCADE = "cascade"  # rows whose name says so are compared, paired, with the best traditional row
@@ -284,7 +285,7 @@ def _cascade_notes(run: EvalRun) -> list[str]:
         "`StorefrontAssembler.assemble` (the layout `streams.generator.layout.page_layout` chooses for the "
         "request: buy-again and continue-shopping shelves first when the context has their products, up to 3 "
         "and 2 placements' worth, then the generated placements, 4 placements of "
-        f"{run.config.k // 4} products in all; "
+        f"{run.config.k // PAGE_PLACEMENTS} products in all; "
         "`DEFAULT_WEIGHTS` unless stated, no product twice, bought products hidden but on buy-again, items held "
         "to their theme's scope, near-duplicates collapsed, top-up from the latest product's category, "
         "popularity, co-visitation), with the target's exclusions hidden on every placement (so on the novel "

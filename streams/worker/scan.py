@@ -5,10 +5,13 @@ seconds of decoding; done in one go on the event loop it holds back every event,
 meanwhile. So the walk goes in chunks and yields to the loop between them, and stops when a rebalance begins
 (the partitions it walks may be leaving; the next run starts over).
 
-What a walk may see changes under it: RocksDB's iterators read the databases as they were when the walk began,
-and a Python dict (the memory store) cannot be iterated while it changes, so there the keys are copied first
-(references only). Either way a session found idle is read again before it is called idle: an event may have
-renewed it while the walk yielded.
+What a walk may see changes under it. Faust's RocksDB store walks its partitions' databases one after the other,
+each through an iterator that reads the database as it was when the walk reached it, so a state seen there may be
+older than the session's last event: a session found idle is read again before it is called idle. A Python dict
+(the memory store) cannot be iterated while it changes, so there the keys are copied first (references only) and
+each state is read when it is checked. The store's dict of partition databases changes only in a rebalance, and the
+walk stops as soon as one begins (the flag is set before the stores revoke); should it change anyway, the walk
+ends there as if stopped.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Container, Iterator, Mappin
 from streams.worker.state import SessionState
 
 CHUNK = 1_000  # states decoded between two yields: a few milliseconds of the loop
+_DICT_CHANGED = "changed size during iteration"
 
 
 def _walk(store: Mapping[bytes, SessionState], copy_keys: bool) -> Iterator[tuple[bytes, SessionState | None]]:
@@ -45,11 +49,22 @@ async def idle_sessions(
         return state is not None and state.last_ts < horizon_ms and state.partition in partitions
 
     partitions = owned()
-    for walked, (key, seen) in enumerate(_walk(store, copy_keys), 1):
+    walk = _walk(store, copy_keys)
+    walked = 0
+    while True:
+        try:
+            key, seen = next(walk)
+        except StopIteration:
+            return
+        except RuntimeError as exc:
+            if _DICT_CHANGED not in str(exc):
+                raise
+            return  # the store's partitions changed under the walk: the next run starts over
         if idle(seen, partitions):
-            current = store.get(key)  # the walk may be older than this session's last event
+            current = seen if copy_keys else store.get(key)  # a live walk may be older than the session's last event
             if current is not None and idle(current, partitions):
                 yield key, current
+        walked += 1
         if walked % chunk == 0:
             await asyncio.sleep(0)
             if stop():
@@ -61,9 +76,18 @@ async def count_keys(store: Mapping[bytes, object], *, stop: Callable[[], bool],
     """How many keys a store that can be iterated while it changes (RocksDB) holds, counted without decoding a
     value; None when a rebalance stopped the count."""
     n = 0
-    for n, _ in enumerate(store.keys(), 1):
+    keys = iter(store.keys())
+    while True:
+        try:
+            next(keys)
+        except StopIteration:
+            return n
+        except RuntimeError as exc:
+            if _DICT_CHANGED not in str(exc):
+                raise
+            return None
+        n += 1
         if n % chunk == 0:
             await asyncio.sleep(0)
             if stop():
                 return None
-    return n

@@ -363,6 +363,10 @@ def test_at_k_24_the_cascade_scores_the_served_page_of_six_products_a_placement(
     assert teacher.served["generated"] > 0
     assert set(teacher.served) <= {"generated", "rejected", "theme_unfilled", "few_products"}
     assert f"({served} products each)" in teacher.notes()[-1]
+    # The same page asked for again (re-buy + teacher cascade does) is counted once.
+    counted = (teacher.pages, sum(teacher.served.values()))
+    assert teacher.page_candidates("live", 4 * served, frozenset(history.session_items["live"])) == page
+    assert (teacher.pages, sum(teacher.served.values())) == counted
 
 
 def test_cascade_plans_once_per_past_and_retrieves_for_usable_placements(

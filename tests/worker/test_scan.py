@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
 from streams.devtools.rocks import RocksStates
 from streams.worker.scan import count_keys, idle_sessions
 from streams.worker.state import SessionState
@@ -57,12 +55,14 @@ def test_a_walk_of_a_memory_store_lets_events_in_and_skips_a_session_they_renewe
     assert set(found) == {f"s{n:03d}".encode() for n in range(50)} - {b"s040"}
 
 
-def test_a_memory_store_cannot_be_walked_live_while_it_changes() -> None:
-    """Why the memory store's keys are copied first."""
+def test_a_live_walk_whose_store_changes_under_it_ends_as_if_stopped() -> None:
+    """Faust's RocksDB store iterates its dict of partition databases; should it change mid-walk, the walk ends."""
     store: dict[bytes, SessionState] = {}
     _fill(store)
-    with pytest.raises(RuntimeError, match="changed size during iteration"):
-        asyncio.run(_walk_while_events_arrive(store, copy_keys=False))
+    found, order = asyncio.run(_walk_while_events_arrive(store, copy_keys=False))
+    assert order[-1] == "event"  # nothing found after the change
+    idle = [f"s{n:03d}".encode() for n in range(50)]
+    assert found and found == idle[: len(found)] and len(found) < len(idle) - 1  # whole chunks, then the end
 
 
 def test_a_live_walk_of_rocksdb_reads_a_snapshot_and_rereads_what_it_yields(tmp_path: Path) -> None:
