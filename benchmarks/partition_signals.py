@@ -25,7 +25,6 @@ from streams.worker.fold import fold
 from streams.worker.intent import load_intent_space
 from streams.worker.ranker import RankerSignals, split_key
 from streams.worker.sessions import SessionTracker
-from streams.worker.trigger import TriggerPolicy
 
 
 def partition_of(key: bytes, n: int) -> int:
@@ -38,11 +37,7 @@ def signals(records: list[ReplayRecord], settings: Settings) -> RankerSignals:
     ranker = RankerSignals(
         {}, half_life_s=settings.worker.ranker_half_life_s, per_list=settings.worker.ranker_candidates
     )
-    tracker = SessionTracker(
-        intent_space=load_intent_space(None),
-        policy=TriggerPolicy.from_settings(settings),
-        half_life_s=settings.worker.affinity_half_life_s,
-    )
+    tracker = SessionTracker.from_settings(settings, intent_space=load_intent_space(None))
     fold(records, tracker, max_event_bytes=settings.worker.max_event_bytes, ranker=ranker)
     return ranker
 

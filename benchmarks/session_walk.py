@@ -30,18 +30,13 @@ from streams.worker.intent import load_intent_space
 from streams.worker.scan import idle_sessions
 from streams.worker.sessions import SessionTracker
 from streams.worker.state import SessionState
-from streams.worker.trigger import TriggerPolicy
 
 HORIZON = 1 << 62  # above every real timestamp; active copies are moved above it (see fill)
 
 
 def real_states(data: Path) -> list[SessionState]:
     settings = Settings()
-    tracker = SessionTracker(
-        intent_space=load_intent_space(None),
-        policy=TriggerPolicy.from_settings(settings),
-        half_life_s=settings.worker.affinity_half_life_s,
-    )
+    tracker = SessionTracker.from_settings(settings, intent_space=load_intent_space(None))
     return list(
         fold(read_source(data).records, tracker, max_event_bytes=settings.worker.max_event_bytes).states.values()
     )

@@ -47,10 +47,8 @@ from streams.contracts.storefront import Scope
 from streams.datasets.readers import read_source
 from streams.generator import coherence
 from streams.runtime.settings import Settings
-from streams.worker.intent import load_intent_space
 from streams.worker.sessions import SessionTracker
 from streams.worker.state import SessionState
-from streams.worker.trigger import TriggerPolicy
 
 TRAIN_FILE, TEST_FILE, META_FILE = "train.jsonl", "test.jsonl", "meta.json"
 QUERY_SHARE = 0.10
@@ -158,11 +156,7 @@ def outcome_keywords(
 
 def regen_cuts(events: Sequence[ClickEvent], settings: Settings, test_at: int) -> Iterator[Cut]:
     """Every request the worker's tracker would publish for this log, with its split."""
-    tracker = SessionTracker(
-        intent_space=load_intent_space(settings.catalog.catalog_dir),
-        policy=TriggerPolicy.from_settings(settings),
-        half_life_s=settings.worker.affinity_half_life_s,
-    )
+    tracker = SessionTracker.from_settings(settings)
     states: dict[str, SessionState] = {}
     for offset, event in enumerate(events):
         outcome = tracker.apply(states.get(event.session_id), event, partition=0, offset=offset)

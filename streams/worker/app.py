@@ -36,12 +36,10 @@ from streams.runtime.settings import Settings, StoreKind
 from streams.runtime.stall import StallWatch, consumer_internals
 from streams.runtime.web import add_endpoints
 from streams.worker.codecs import PRODUCT_SIGNAL_CODEC, SESSION_STATE_CODEC
-from streams.worker.intent import load_intent_space
 from streams.worker.ranker import RankerSignals, signal_key, split_key
 from streams.worker.scan import count_keys, idle_sessions
 from streams.worker.sessions import SessionTracker, WorkerStep, covisit_window
 from streams.worker.state import SessionState
-from streams.worker.trigger import TriggerPolicy
 from streams.worker.watermark import Watermark, plausible_time
 
 log = logging.getLogger(__name__)
@@ -292,11 +290,7 @@ def create_app(settings: Settings) -> tuple[faust.App, SessionWorker]:
     worker = SessionWorker(
         app=app,
         settings=settings,
-        tracker=SessionTracker(
-            intent_space=load_intent_space(settings.catalog.catalog_dir),
-            policy=TriggerPolicy.from_settings(settings),
-            half_life_s=settings.worker.affinity_half_life_s,
-        ),
+        tracker=SessionTracker.from_settings(settings),
         table=codec_table(
             app,
             settings,

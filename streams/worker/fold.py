@@ -16,11 +16,9 @@ from streams.contracts.events import PlausibleTime, decode_event
 from streams.contracts.regen import RegenRequest
 from streams.datasets.readers import ReplayRecord
 from streams.runtime.settings import Settings
-from streams.worker.intent import load_intent_space
 from streams.worker.ranker import RankerSignals
 from streams.worker.sessions import SessionTracker, WorkerStep
 from streams.worker.state import SessionState
-from streams.worker.trigger import TriggerPolicy
 
 
 @dataclass(slots=True)
@@ -74,11 +72,7 @@ def fold(
 
 def regeneration_requests(records: Iterable[ReplayRecord], settings: Settings) -> list[RegenRequest]:
     """What the session worker would ask the generator for over a log, ranker candidates included."""
-    tracker = SessionTracker(
-        intent_space=load_intent_space(settings.catalog.catalog_dir),
-        policy=TriggerPolicy.from_settings(settings),
-        half_life_s=settings.worker.affinity_half_life_s,
-    )
+    tracker = SessionTracker.from_settings(settings)
     ranker = RankerSignals(
         {}, half_life_s=settings.worker.ranker_half_life_s, per_list=settings.worker.ranker_candidates
     )

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from models.context import price_band
 from streams.contracts.events import EVENT_TYPES, ClickEvent
 from streams.contracts.regen import RecentItem, RegenRequest, SessionContext
-from streams.worker.intent import IntentSpace
+from streams.worker.intent import IntentSpace, load_intent_space
 from streams.worker.ranker import RankerSignals
 from streams.worker.state import (
     MAX_CART_CATEGORIES,
@@ -28,6 +29,9 @@ from streams.worker.state import (
     to_half,
 )
 from streams.worker.trigger import TriggerPolicy
+
+if TYPE_CHECKING:
+    from streams.runtime.settings import Settings
 
 EVENT_WEIGHTS: dict[str, float] = {
     "view": 1.0,
@@ -94,6 +98,18 @@ class Outcome:
 
 
 class SessionTracker:
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, intent_space: IntentSpace | None = None, policy: TriggerPolicy | None = None
+    ) -> SessionTracker:
+        """The worker's tracker (the catalog's intent space unless given, the trigger policy and affinity half-life of
+        ``settings``): one construction for the worker and everything that folds a log as it does."""
+        return cls(
+            intent_space=load_intent_space(settings.catalog.catalog_dir) if intent_space is None else intent_space,
+            policy=TriggerPolicy.from_settings(settings) if policy is None else policy,
+            half_life_s=settings.worker.affinity_half_life_s,
+        )
+
     def __init__(self, *, intent_space: IntentSpace, policy: TriggerPolicy, half_life_s: float) -> None:
         self._intent_space = intent_space
         self._policy = policy

@@ -9,17 +9,12 @@ from pathlib import Path
 from streams.datasets.readers import ReplayRecord, SourceFormat, read_source
 from streams.runtime.settings import Settings
 from streams.worker.fold import FoldResult, fold
-from streams.worker.intent import load_intent_space
 from streams.worker.sessions import SessionTracker
 from streams.worker.trigger import TriggerPolicy
 
 
 def _run(records: list[ReplayRecord], settings: Settings, policy: TriggerPolicy) -> FoldResult:
-    tracker = SessionTracker(
-        intent_space=load_intent_space(settings.catalog.catalog_dir),
-        policy=policy,
-        half_life_s=settings.worker.affinity_half_life_s,
-    )
+    tracker = SessionTracker.from_settings(settings, policy=policy)
     return fold(records, tracker, max_event_bytes=settings.worker.max_event_bytes)
 
 

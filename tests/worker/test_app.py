@@ -24,7 +24,6 @@ from streams.worker.fold import fold
 from streams.worker.intent import load_intent_space
 from streams.worker.sessions import SessionTracker
 from streams.worker.state import SessionState
-from streams.worker.trigger import TriggerPolicy
 from tests.conftest import REES46, WorkerProcess
 from tests.worker.test_rocksdb_options import options_file
 
@@ -32,11 +31,7 @@ pytestmark = pytest.mark.kafka
 
 
 def reference(records: list[ReplayRecord], settings: Settings) -> dict[bytes, dict[str, object]]:
-    tracker = SessionTracker(
-        intent_space=load_intent_space(settings.catalog.catalog_dir),
-        policy=TriggerPolicy.from_settings(settings),
-        half_life_s=settings.worker.affinity_half_life_s,
-    )
+    tracker = SessionTracker.from_settings(settings)
     result = fold(records, tracker, max_event_bytes=settings.worker.max_event_bytes)
     return {k: s.logical() for k, s in result.states.items()}
 
@@ -112,11 +107,7 @@ def test_rees46_replay_matches_offline_reference(
         for r in asyncio.run(read_topic(settings, settings.topics.regen_topic))
         if r.value
     ]
-    tracker = SessionTracker(
-        intent_space=load_intent_space(None),
-        policy=TriggerPolicy.from_settings(settings),
-        half_life_s=settings.worker.affinity_half_life_s,
-    )
+    tracker = SessionTracker.from_settings(settings, intent_space=load_intent_space(None))
     assert len(requests) == fold(records, tracker, max_event_bytes=settings.worker.max_event_bytes).requests
     last_version: dict[str, int] = {}
     for req in requests:

@@ -15,7 +15,6 @@ from streams.worker.fold import FoldResult, fold
 from streams.worker.intent import INTENT_DIM, TaxonomyIntent
 from streams.worker.sessions import SessionTracker
 from streams.worker.state import FORMAT_VERSION, SessionState, from_half, to_half
-from streams.worker.trigger import TriggerPolicy
 
 SHARED_DATA = Path(os.environ.get("VITRINE_SHARED_DATA", "/work/shared/data"))
 REES46 = SHARED_DATA / "rees46" / "2019-Oct-head.csv"
@@ -26,11 +25,7 @@ def rees46_fold() -> FoldResult:
     if not REES46.exists():
         pytest.skip(f"{REES46} not available")
     settings = Settings()
-    tracker = SessionTracker(
-        intent_space=TaxonomyIntent(),
-        policy=TriggerPolicy.from_settings(settings),
-        half_life_s=settings.worker.affinity_half_life_s,
-    )
+    tracker = SessionTracker.from_settings(settings, intent_space=TaxonomyIntent())
     return fold(read_source(REES46).records, tracker, max_event_bytes=settings.worker.max_event_bytes)
 
 
