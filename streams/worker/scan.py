@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator, Callable, Container, Iterator, Mappin
 from streams.worker.state import SessionState
 
 CHUNK = 1_000  # states decoded between two yields: a few milliseconds of the loop
-_DICT_CHANGED = "changed size during iteration"
 
 
 def _walk(store: Mapping[bytes, SessionState], copy_keys: bool) -> Iterator[tuple[bytes, SessionState | None]]:
@@ -49,45 +48,39 @@ async def idle_sessions(
         return state is not None and state.last_ts < horizon_ms and state.partition in partitions
 
     partitions = owned()
-    walk = _walk(store, copy_keys)
-    walked = 0
-    while True:
-        try:
-            key, seen = next(walk)
-        except StopIteration:
-            return
-        except RuntimeError as exc:
-            if _DICT_CHANGED not in str(exc):
-                raise
-            return  # the store's partitions changed under the walk: the next run starts over
-        if idle(seen, partitions):
-            current = seen if copy_keys else store.get(key)  # a live walk may be older than the session's last event
-            if current is not None and idle(current, partitions):
-                yield key, current
-        walked += 1
-        if walked % chunk == 0:
-            await asyncio.sleep(0)
-            if stop():
-                return
-            partitions = owned()
+    try:
+        for walked, (key, seen) in enumerate(_walk(store, copy_keys), 1):
+            if idle(seen, partitions):
+                current = seen if copy_keys else store.get(key)  # a live walk may be older than the last event
+                if current is not None and idle(current, partitions):
+                    yield key, current
+            if walked % chunk == 0:
+                await asyncio.sleep(0)
+                if stop():
+                    return
+                partitions = owned()
+    except RuntimeError as exc:
+        if not _changed_under(exc):
+            raise  # otherwise the store's partitions changed under the walk: the next run starts over
 
 
 async def count_keys(store: Mapping[bytes, object], *, stop: Callable[[], bool], chunk: int = 10 * CHUNK) -> int | None:
     """How many keys a store that can be iterated while it changes (RocksDB) holds, counted without decoding a
     value; None when a rebalance stopped the count."""
     n = 0
-    keys = iter(store.keys())
-    while True:
-        try:
-            next(keys)
-        except StopIteration:
-            return n
-        except RuntimeError as exc:
-            if _DICT_CHANGED not in str(exc):
-                raise
-            return None
-        n += 1
-        if n % chunk == 0:
-            await asyncio.sleep(0)
-            if stop():
-                return None
+    try:
+        for n, _ in enumerate(store.keys(), 1):
+            if n % chunk == 0:
+                await asyncio.sleep(0)
+                if stop():
+                    return None
+    except RuntimeError as exc:
+        if not _changed_under(exc):
+            raise
+        return None
+    return n
+
+
+def _changed_under(exc: RuntimeError) -> bool:
+    """The dict an iteration walked changed size (Faust's RocksDB store walks its dict of partition databases)."""
+    return "changed size during iteration" in str(exc)
