@@ -20,12 +20,12 @@ import numpy as np
 from models.embedder import Embedder
 from onnx_export.embedder_export import ensure_embedder, source_model_dir
 from streams.catalog.products import read_online_retail, read_rees46
-from streams.cli import DEFAULT_DATA
+from streams.cli import DEFAULT_DATA, REES46_HEAD
 from streams.runtime.settings import Settings
 
 
 def catalog_texts(n: int) -> list[str]:
-    rees46 = read_rees46(DEFAULT_DATA / "rees46" / "2019-Oct-head.csv", limit=n - n // 2)
+    rees46 = read_rees46(REES46_HEAD, limit=n - n // 2)
     retail = read_online_retail(DEFAULT_DATA / "online-retail-ii" / "2009-2010.csv.gz", limit=n // 2)
     return [p.embedding_text() for p in rees46 + retail]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiokafka.partitioner import murmur2
 
-from streams.cli import DEFAULT_DATA
+from streams.cli import REES46_HEAD
 from streams.datasets.readers import ReplayRecord, read_source
 from streams.runtime.settings import Settings
 from streams.worker.fold import fold
@@ -48,7 +48,7 @@ def neighbours(ranker: RankerSignals) -> dict[str, set[str]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA / "rees46" / "2019-Oct-head.csv")
+    ap.add_argument("--data", type=Path, default=REES46_HEAD)
     ap.add_argument("--partitions", default="1,4,8,16")
     args = ap.parse_args()
 

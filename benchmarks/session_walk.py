@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from streams.cli import DEFAULT_DATA
+from streams.cli import REES46_HEAD
 from streams.datasets.readers import read_source
 from streams.devtools.rocks import RocksStates
 from streams.runtime.settings import Settings
@@ -88,7 +88,7 @@ async def timed(walk: str, store: RocksStates) -> tuple[float, float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA / "rees46" / "2019-Oct-head.csv")
+    ap.add_argument("--data", type=Path, default=REES46_HEAD)
     ap.add_argument("--sessions", type=int, default=400_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--idle-share", type=float, default=0.02)

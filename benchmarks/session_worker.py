@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from benchmarks.broker import bench_broker
-from streams.cli import DEFAULT_DATA
+from streams.cli import REES46_HEAD
 from streams.datasets.readers import read_source
 from streams.devtools.local_kafka import free_port
 from streams.devtools.processes import WorkerEndpoint, start_worker
@@ -182,7 +182,7 @@ def faust_floor_run(bootstrap: str, topic: str, n: int, partitions: int, workdir
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA / "rees46" / "2019-Oct-head.csv")
+    ap.add_argument("--data", type=Path, default=REES46_HEAD)
     ap.add_argument("--repeat", type=int, default=12)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--partitions", type=int, default=4)

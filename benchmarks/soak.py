@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 
 from benchmarks.broker import bench_broker
-from streams.cli import DEFAULT_DATA
+from streams.cli import REES46_HEAD
 from streams.datasets.readers import ReplayRecord, read_source
 from streams.devtools.local_kafka import free_port
 from streams.devtools.processes import WorkerEndpoint, start_worker
@@ -72,7 +72,7 @@ def du_mib(path: Path) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA / "rees46" / "2019-Oct-head.csv")
+    ap.add_argument("--data", type=Path, default=REES46_HEAD)
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--sample-s", type=float, default=5.0)
