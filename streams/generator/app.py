@@ -19,13 +19,15 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.types import EventT, StreamT
+from faust.types import TP, EventT, StreamT
+from mode import BaseSignalT
 
 from streams.contracts.catalog_update import decode_catalog_update
 from streams.contracts.errors import DlqReason, InvalidEvent
 from streams.contracts.merch_rule import decode_merch_rule
 from streams.contracts.regen import RegenRequest
 from streams.contracts.storefront import StorefrontUpdate
+from streams.generator.backlog import Backlog
 from streams.generator.merch import MerchBook
 from streams.generator.pipeline import StorefrontGenerator, coalesce
 from streams.generator.setup import GeneratorParts, load_generator_parts
@@ -123,6 +125,7 @@ class RequestHandler:
     versions: Any
     dead_letters: DeadLetters
     health: AgentHealth
+    backlog: Backlog
     # Versions handed to the producer but not yet delivered: process memory only, so a crash forgets them.
     in_flight: dict[bytes, int] = field(default_factory=dict)
     background: set[asyncio.Future[Any]] = field(default_factory=set)
@@ -130,7 +133,11 @@ class RequestHandler:
     async def handle(self, events: list[EventT]) -> None:
         requests: list[RegenRequest] = []
         event_of: dict[tuple[str, int], EventT] = {}
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
         for event in events:
+            first.setdefault(event.message.partition, event.message.offset)
+            last[event.message.partition] = event.message.offset
             try:
                 request = _checked(RegenRequest.from_json(event.value))
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -142,7 +149,13 @@ class RequestHandler:
             requests.append(request)
             event_of[request.session_id, request.version] = event
         metrics.BATCH_SIZE.observe(len(requests))
-        fresh = coalesce(requests, self._published)
+        await self.backlog.read(first)
+        fresh = coalesce(
+            requests,
+            self._published,
+            lambda r: self.backlog.newest(r.session_id, event_of[r.session_id, r.version].message.partition),
+        )
+        self.backlog.passed(last)
         if not fresh:
             return
         error: Exception | None = None
@@ -266,7 +279,14 @@ def create_generator_app(settings: Settings) -> tuple[faust.App, StorefrontGener
         versions=versions,
         dead_letters=DeadLetters(app.producer, settings.topics.regen_dlq_topic, settings.topics.dlq_max_value_bytes),
         health=AgentHealth("generate", settings.operations.agent_crash_limit),
+        backlog=Backlog(settings),
     )
+
+    @app.on_partitions_assigned.connect
+    def read_backlog_again(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
+        """Requests of the (re)assigned partitions may be behind pages a killed owner published."""
+        assigned: set[TP] = args[0]
+        handler.backlog.assigned({tp.partition for tp in assigned if tp.topic == settings.topics.regen_topic})
 
     @app.agent(requests_topic, concurrency=1)
     async def generate(stream: StreamT[bytes]) -> None:

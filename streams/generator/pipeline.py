@@ -2,8 +2,9 @@
 
 Requests are taken in micro-batches (``VITRINE_GENERATOR_BATCH_MAX`` within
 ``VITRINE_GENERATOR_BATCH_WAIT_S``) so the model runs batched across sessions. Within a batch several
-requests of one session collapse to the newest; a request whose version is not above the last one
-published for its session is dropped (a redelivery after a crash, or an older request arriving late).
+requests of one session collapse to the newest, and so does a request behind which a newer one of its session
+waits in the partition read at assignment (``streams.generator.backlog``); a request whose version is not above the
+last one published for its session is dropped (a redelivery after a crash, or an older request arriving late).
 Each session is hashed to an experiment arm (salted by ``VITRINE_EXPERIMENT_ID``, see
 streams.contracts.experiment), and the page is planned (themes and keywords), retrieved,
 fused and published keyed by session. A batch is planned and assembled under the merchandising rules in force
@@ -47,16 +48,22 @@ class Planner(Protocol):
     def plan(self, requests: Sequence[RegenRequest], rules: MerchRules | None = None) -> list[PagePlan]: ...
 
 
-def coalesce(requests: Sequence[RegenRequest], published: Callable[[str], int]) -> list[RegenRequest]:
-    """The newest request per session, and only if it is newer than what was published for it."""
+def coalesce(
+    requests: Sequence[RegenRequest],
+    published: Callable[[str], int],
+    queued: Callable[[RegenRequest], int] = lambda _request: 0,
+) -> list[RegenRequest]:
+    """The newest request per session, if it is newer than what was published for it and no newer one of its
+    session waits behind it (``queued``: the newest version known to wait in the request's partition, 0: none)."""
     newest: dict[str, RegenRequest] = {}
     for request in requests:
         current = newest.get(request.session_id)
         if current is None or request.version > current.version:
             newest[request.session_id] = request
-    metrics.COALESCED.inc(len(requests) - len(newest))
-    fresh = [r for r in newest.values() if r.version > published(r.session_id)]
-    metrics.STALE.inc(len(newest) - len(fresh))
+    latest = [r for r in newest.values() if r.version >= queued(r)]
+    metrics.COALESCED.inc(len(requests) - len(latest))
+    fresh = [r for r in latest if r.version > published(r.session_id)]
+    metrics.STALE.inc(len(latest) - len(fresh))
     return fresh
 
 

@@ -53,7 +53,7 @@ FALLBACK_PLACEMENTS = Counter(
 )
 COALESCED = Counter(
     "vitrine_requests_coalesced",
-    "Requests superseded by a newer one of the same session in a batch.",
+    "Requests superseded by a newer one of the same session in their batch or waiting behind them.",
     registry=REGISTRY,
 )
 STALE = Counter(

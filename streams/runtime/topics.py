@@ -63,6 +63,14 @@ async def ensure_topics(settings: Settings) -> list[str]:
 
 async def read_topic(settings: Settings, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record now in ``topic``, by partition and offset, read without joining a consumer group."""
+    return await read_partitions(settings, topic)
+
+
+async def read_partitions(
+    settings: Settings, topic: str, starts: dict[int, int] | None = None
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """The records of ``topic`` from ``starts`` (partition -> offset; none: every partition from its beginning)
+    to where each partition ends now, by partition and offset, read without joining a consumer group."""
     consumer = AIOKafkaConsumer(**aiokafka_options(settings), enable_auto_commit=False)
     await consumer.start()
     try:
@@ -70,17 +78,22 @@ async def read_topic(settings: Settings, topic: str) -> list[ConsumerRecord[byte
         if not partitions:
             await consumer._client.force_metadata_update()
             partitions = consumer.partitions_for_topic(topic)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions or ())]
+        chosen = sorted(partitions or ()) if starts is None else sorted(set(starts) & set(partitions or ()))
+        tps = [TopicPartition(topic, p) for p in chosen]
         if not tps:
             return []
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        if starts is None:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            for tp in tps:
+                consumer.seek(tp, starts[tp.partition])
         ends = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if ends[tp] > 0}
+        remaining = {tp for tp in tps if ends[tp] > (0 if starts is None else starts[tp.partition])}
         out: list[ConsumerRecord[bytes, bytes]] = []
         while remaining:
             for tp, msgs in (await consumer.getmany(*remaining, timeout_ms=2000)).items():
-                out += msgs
+                out += [m for m in msgs if m.offset < ends[tp]]
                 if msgs and msgs[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
         return sorted(out, key=lambda r: (r.partition, r.offset))

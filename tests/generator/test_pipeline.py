@@ -30,6 +30,13 @@ def test_coalesce_keeps_the_newest_request_per_session_and_drops_what_was_publis
     assert sorted((r.session_id, r.version) for r in fresh) == [("a", 3), ("c", 1)]
 
 
+def test_coalesce_drops_a_request_behind_which_a_newer_one_of_its_session_waits() -> None:
+    batch = [request("a", 1), request("b", 2), request("c", 5)]
+    waiting = {"a": 3, "b": 2, "c": 4}  # b's newest is this one; c's waiting one is older (it will be stale)
+    fresh = coalesce(batch, lambda s: 0, lambda r: waiting[r.session_id])
+    assert sorted((r.session_id, r.version) for r in fresh) == [("b", 2), ("c", 5)]
+
+
 def arms(sessions: list[str], share: float, treatment: Arm, experiment: str = "exp-1") -> list[Arm]:
     return [assign_arm(s, experiment_id=experiment, control_share=share, treatment=treatment) for s in sessions]
 
