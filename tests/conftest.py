@@ -6,15 +6,17 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from models.student import Student
 from streams.devtools.local_kafka import LocalKafka, free_port
 from streams.devtools.processes import WorkerEndpoint, WorkerGone, start_worker
+from streams.runtime.kafka_config import aiokafka_options
 from streams.runtime.settings import Settings
 from tests.student_fixtures import TinyStudent, require_tiny_student
 
@@ -91,6 +93,17 @@ def settings_factory(kafka_bootstrap: str) -> Callable[..., Settings]:
         return Settings(**{**base, **overrides})  # type: ignore[arg-type]
 
     return make
+
+
+async def send_messages(settings: Settings, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+    """(key, value) messages to ``topic``, each acknowledged before the next."""
+    producer = AIOKafkaProducer(**aiokafka_options(settings))
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
 
 
 @dataclass

@@ -192,6 +192,11 @@ class GeneratorSettings(_Section):
         default=3, ge=1, description="Tries of a failing request before it is dead-lettered with the reason."
     )
     generator_retry_backoff_s: float = Field(default=0.5, ge=0, description="First retry delay; doubles each try.")
+    generator_backlog_read_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest read of an assigned partition's waiting requests; past it, serving goes on without.",
+    )
     items_per_placement: int = Field(default=6, ge=1)
     ranker_model: Path | None = Field(
         default=None,

@@ -72,8 +72,8 @@ async def read_partitions(
     """The records of ``topic`` from ``starts`` (partition -> offset; none: every partition from its beginning)
     to where each partition ends now, by partition and offset, read without joining a consumer group."""
     consumer = AIOKafkaConsumer(**aiokafka_options(settings), enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
             await consumer._client.force_metadata_update()

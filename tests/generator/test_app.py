@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from models.context import PlacementKind
 from streams.catalog.artifacts import Catalog
@@ -20,10 +19,9 @@ from streams.contracts.storefront import Arm, StorefrontUpdate
 from streams.datasets.readers import read_source
 from streams.devtools.local_kafka import free_port
 from streams.devtools.replay import replay
-from streams.runtime.kafka_config import aiokafka_options
 from streams.runtime.settings import Settings
 from streams.runtime.topics import read_topic
-from tests.conftest import REES46, WorkerProcess
+from tests.conftest import REES46, WorkerProcess, send_messages
 
 THEMED = {k.value for k in PlacementKind}  # the generated placements (own shelves are not generated)
 
@@ -52,17 +50,6 @@ def wait_handled(generator: WorkerProcess, n: int, timeout_s: float = 240) -> No
         assert generator.proc.poll() is None, generator.log_tail()
         time.sleep(0.5)
     raise AssertionError(f"generator handled {handled} of {n} requests:\n{generator.log_tail()}")
-
-
-async def _send(settings: Settings, topic: str, *messages: tuple[bytes, bytes]) -> None:
-    """(key, value) messages to ``topic``, each acknowledged before the next."""
-    producer = AIOKafkaProducer(**aiokafka_options(settings))
-    await producer.start()
-    try:
-        for key, value in messages:
-            await producer.send_and_wait(topic, value, key=key)
-    finally:
-        await producer.stop()
 
 
 def test_replayed_rees46_becomes_generated_storefronts_with_increasing_versions(
@@ -141,7 +128,7 @@ def test_out_of_stock_product_leaves_later_storefronts(
     gone = max(counts, key=lambda p: counts[p])
 
     update = CatalogUpdate(product_id=gone, in_stock=False, ts=0)
-    asyncio.run(_send(settings, settings.topics.catalog_updates_topic, (gone.encode(), update.to_json())))
+    asyncio.run(send_messages(settings, settings.topics.catalog_updates_topic, [(gone.encode(), update.to_json())]))
     deadline = time.monotonic() + 30
     while generator.endpoint.metric("vitrine_catalog_updates_total") < 1:
         assert time.monotonic() < deadline, generator.log_tail()
@@ -193,7 +180,7 @@ def test_merchandising_rules_reach_later_storefronts_within_seconds(
     bad = b'{"rule_id": "bad", "kind": "boost", "valid_from_ms": 5}'
     sent = time.monotonic()
     rules = [(b"bad", bad), (b"no-top-brand", exclude.to_json()), (b"push", boost.to_json())]
-    asyncio.run(_send(settings, settings.topics.merch_rules_topic, *rules))
+    asyncio.run(send_messages(settings, settings.topics.merch_rules_topic, rules))
     while generator.endpoint.metric("vitrine_merch_rule_updates_total") < 2:
         assert time.monotonic() - sent < 10, generator.log_tail()
         time.sleep(0.2)

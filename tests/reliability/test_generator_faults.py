@@ -10,17 +10,15 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from streams.contracts.regen import RegenRequest, SessionContext
 from streams.contracts.storefront import StorefrontUpdate
 from streams.datasets.readers import read_source
 from streams.devtools.local_kafka import free_port
 from streams.devtools.replay import replay
-from streams.runtime.kafka_config import aiokafka_options
 from streams.runtime.settings import Settings, StoreKind
 from streams.runtime.topics import ensure_topics, read_topic
-from tests.conftest import REES46, WorkerProcess
+from tests.conftest import REES46, WorkerProcess, send_messages
 from tests.factories import placement, storefront
 
 pytestmark = pytest.mark.kafka
@@ -83,17 +81,6 @@ def wait_generator(generator: WorkerProcess, n: int, timeout_s: float = 180) -> 
     raise AssertionError(f"generator handled {handled} of {n} requests:\n{generator.log_tail()}")
 
 
-async def _send(settings: Settings, topic: str, messages: list[tuple[bytes, bytes | None]]) -> None:
-    """(key, value) messages to ``topic``, each acknowledged before the next."""
-    producer = AIOKafkaProducer(**aiokafka_options(settings))
-    await producer.start()
-    try:
-        for key, value in messages:
-            await producer.send_and_wait(topic, value, key=key)
-    finally:
-        await producer.stop()
-
-
 def test_rocksdb_generator_publishes_every_request_and_dead_letters_unreadable_ones(
     settings_factory: Callable[..., Settings], worker_factory: Callable[..., WorkerProcess]
 ) -> None:
@@ -104,7 +91,7 @@ def test_rocksdb_generator_publishes_every_request_and_dead_letters_unreadable_o
     worker.wait_ready()
     generator.wait_ready()
     asyncio.run(replay(records, settings, progress=False))
-    asyncio.run(_send(settings, settings.topics.regen_topic, [(BAD_KEY, v) for v in BAD_REQUESTS]))
+    asyncio.run(send_messages(settings, settings.topics.regen_topic, [(BAD_KEY, v) for v in BAD_REQUESTS]))
     worker.wait_processed(len(records))
     requests = int(worker.endpoint.metric("vitrine_regen_triggers_total"))
     assert requests > 50
@@ -180,9 +167,11 @@ def test_a_successor_serves_only_the_newest_request_of_a_session_behind_a_publis
         RegenRequest(session_id=s, user_id=None, version=v, reason="first_signal", event_ts=1, context=context)
         for s, v in (("s", 1), ("s", 2), ("t", 1))
     ]
-    asyncio.run(_send(settings, settings.topics.regen_topic, [(r.session_id.encode(), r.to_json()) for r in requests]))
+    asyncio.run(
+        send_messages(settings, settings.topics.regen_topic, [(r.session_id.encode(), r.to_json()) for r in requests])
+    )
     published = storefront([placement()], session_id="s", version=2)
-    asyncio.run(_send(settings, settings.topics.storefront_topic, [(b"s", published.to_json())]))
+    asyncio.run(send_messages(settings, settings.topics.storefront_topic, [(b"s", published.to_json())]))
 
     generator = worker_factory(settings, command="generator")
     generator.wait_ready()
