@@ -88,6 +88,8 @@ class PipelineOptions:
     fp16_in_out_dir: bool = False
     teacher: str = "catalog"  # "catalog" (rules over the catalog) or "openai" (VITRINE_TEACHER_* endpoint)
     outcomes: bool = False  # keyword targets led by what the session touched next (training period only)
+    # The catalog teacher's co-occurrence: "training" (the shop's training events) or "none" (as served).
+    teacher_events: str = "training"
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
@@ -150,10 +152,11 @@ def _shop_examples(shop: Shop, opts: PipelineOptions, settings: Settings, embedd
         f"{shop.name}: {len(events):,} events, {len(train_cuts):,} train / {len(test_cuts):,} test requests, "
         f"test from ts {test_at}; {len(cuts):,} kept"
     )
-    catalog_teacher = catalog_teacher_for(catalog, events, test_at)
+    counted = catalog_teacher_for(catalog, events, test_at)
+    catalog_teacher = counted if opts.teacher_events == "training" else catalog_teacher_for(catalog, [], test_at)
     teacher = select_teacher(opts.teacher, catalog_teacher, settings, opts.work_dir / shop.log_path.parent.name)
-    # Merchandising rules are drawn from the catalog teacher's popular categories whichever teacher labels.
-    examples = build_examples(cuts, catalog, teacher, embedder.embed, popular=catalog_teacher.popular_categories())
+    # Merchandising rules are drawn from the training period's popular categories whichever teacher labels.
+    examples = build_examples(cuts, catalog, teacher, embedder.embed, popular=counted.popular_categories())
     meta = {
         "log": str(shop.log_path),
         "catalog": str(shop.catalog_dir),
@@ -163,7 +166,8 @@ def _shop_examples(shop: Shop, opts: PipelineOptions, settings: Settings, embedd
         "train_requests_with_outcomes": sum(bool(c.next_products) for c in cuts),
         "train_examples": sum(e.split == "train" for e in examples),
         "test_examples": sum(e.split == "test" for e in examples),
-        "teacher": f"{opts.teacher} ({type(teacher).__name__})",
+        "teacher": f"{opts.teacher} ({type(teacher).__name__})"
+        + (f", co-occurrence from {opts.teacher_events} events" if opts.teacher == "catalog" else ""),
     }
     return ShopData(shop, catalog, examples, meta)
 

@@ -265,6 +265,13 @@ def _parser() -> argparse.ArgumentParser:
         help="lead each training keyword target with the candidates nearest to the new products the session "
         "touched next (before the shop's test split), then the teacher's",
     )
+    t.add_argument(
+        "--teacher-events",
+        choices=["training", "none"],
+        default="training",
+        help="what the labelling catalog teacher counts category co-occurrence from: the shop's training events, "
+        "or none, as the generator builds it when it serves",
+    )
 
     q = sub.add_parser(
         "teachers",
@@ -415,6 +422,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             fp16_in_out_dir=args.fp16_in_model_dir,
             teacher=args.teacher,
             outcomes=args.outcomes,
+            teacher_events=args.teacher_events,
             command=["vitrine", *sys.argv[1:]],
         )
         run_pipeline(opts, settings)
