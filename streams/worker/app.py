@@ -88,6 +88,9 @@ class SessionWorker:
     lag_labels: set[tuple[str, str]] = field(default_factory=set)
     stalls: StallWatch = field(default_factory=lambda: StallWatch(warn_after_s=STALL_WARN_S))
     dirty: dict[bytes, SessionState] = field(default_factory=dict)
+    # The states a flush is sending now: expiry leaves them to the next walk, or its tombstone could go out before
+    # the state that the flush sends after it, and the changelog would bring the session back on a restore.
+    sending: dict[bytes, SessionState] = field(default_factory=dict)
     dirty_signals: set[bytes] = field(default_factory=set)
     unacked: list[Message] = field(default_factory=list)
     # Clickstream partition -> committed offset, as of the last flush.
@@ -169,8 +172,12 @@ class SessionWorker:
         self.dirty, self.dirty_signals, self.unacked = {}, set(), []
         changelog = self.table.changelog_topic.get_topic_name()
         send = self.app.producer.send
-        for key, state in dirty.items():
-            await send(changelog, key, state.to_bytes(), state.partition, None, None)
+        self.sending = dirty
+        try:
+            for key, state in dirty.items():
+                await send(changelog, key, state.to_bytes(), state.partition, None, None)
+        finally:
+            self.sending = {}
         signal_changelog = self.ranker_table.changelog_topic.get_topic_name()
         with without_current_event():
             encoded = [(key, self.ranker_table.data[key].to_bytes()) for key in signals]
@@ -212,6 +219,8 @@ class SessionWorker:
             copy_keys=not self.live_iteration,
             stop=lambda: bool(self.app.rebalancing),
         ):
+            if key in self.sending:
+                continue  # idle still, it expires in the next walk, after the flush sent its state
             # Written directly: outside the agent there is no current event to take the partition from.
             self.table.send_changelog(state.partition, key, None, value_serializer="raw")
             del self.table.data[key]

@@ -1,0 +1,54 @@
+"""Expiry against a flush in progress: a session whose state a flush is sending is not tombstoned under it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from streams.runtime.settings import Settings
+from streams.worker.app import SessionWorker, create_app
+from streams.worker.state import SessionState
+
+TTL_S = 60.0
+
+
+def test_a_session_a_flush_is_sending_expires_after_the_flush_not_under_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The flush awaits the producer once per state; expiry runs in between (its own timer). Had it tombstoned
+    ``b"idle"`` there, the flush's later send of that state would follow the tombstone in the changelog and a
+    restore would bring the session back. The changelog is recorded in the order the worker wrote it."""
+    app, worker = create_app(Settings(session_ttl_s=TTL_S))  # built, never started: no broker
+    monkeypatch.setattr(SessionWorker, "active_partitions", lambda _self: {0})  # no rebalance ran: own partition 0
+    worker.watermark.value = 10 * int(TTL_S * 1000)
+    written: list[tuple[bytes, bytes | None]] = []
+    first_sent, go_on = asyncio.Event(), asyncio.Event()
+
+    async def send(topic: str, key: bytes, value: bytes, partition: int, *_: Any) -> None:
+        written.append((key, value))
+        first_sent.set()
+        await go_on.wait()  # the producer's buffer is full: the flush waits here, the loop runs on
+
+    def send_changelog(partition: int, key: bytes, value: None, **_: Any) -> None:
+        written.append((key, value))
+
+    monkeypatch.setattr(app.producer, "send", send)
+    monkeypatch.setattr(worker.table, "send_changelog", send_changelog)
+
+    async def run() -> tuple[int, int]:
+        for key in (b"first", b"idle"):  # a late event made the idle session dirty; a flush sends both
+            worker.table.data[key] = worker.dirty[key] = SessionState(partition=0, last_ts=1)
+        flush = asyncio.create_task(worker.flush())
+        await first_sent.wait()
+        during = await worker.expire_idle()
+        go_on.set()
+        await flush
+        return during, await worker.expire_idle()
+
+    during, after = asyncio.run(run())
+    assert (during, after) == (0, 2)  # what the flush holds waits for the walk after it
+    idle = [value is None for key, value in written if key == b"idle"]
+    assert idle == [False, True], "the tombstone must follow the state the flush sent"
+    assert b"idle" not in worker.table.data
