@@ -269,26 +269,27 @@ class Student:
             mask[row, : len(row_ids)] = 1
         (hidden,) = self._encoder.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask})
         tokens = np.full((batch, 1), self.special.decoder_start, dtype=np.int64)
-        finished = np.zeros(batch, dtype=bool)
         generated: list[list[int]] = [[] for _ in range(batch)]
-        constrained = [row for row, walk in enumerate(walks) if walk is not None]
+        live = np.arange(batch)  # the batch rows still decoding, in the order of the arrays below
         logits, past = self._decoder.first(tokens, hidden, mask)
         for step in range(max_new_tokens):
             scores = logits[:, -1, :]
             chosen = scores.argmax(axis=-1)
-            for row in constrained:
+            for at, row in enumerate(live.tolist()):
                 walk = walks[row]
-                assert walk is not None
-                if not finished[row]:
+                if walk is not None:
                     allowed = walk.allowed()
-                    chosen[row] = allowed[int(scores[row, allowed].argmax())]
-                    walk.advance(int(chosen[row]))
-            chosen[finished] = self.special.pad
-            for live in np.flatnonzero(~finished & (chosen != self.special.eos)):
-                generated[live].append(int(chosen[live]))
-            finished |= chosen == self.special.eos
-            if finished.all() or step == max_new_tokens - 1:
+                    chosen[at] = allowed[int(scores[at, allowed].argmax())]
+                    walk.advance(int(chosen[at]))
+            going = chosen != self.special.eos
+            for at in np.flatnonzero(going).tolist():
+                generated[live[at]].append(int(chosen[at]))
+            if not going.any() or step == max_new_tokens - 1:
                 break
-            tokens = chosen.reshape(batch, 1).astype(np.int64)
+            if not going.all():
+                # Finished rows leave the batch: every later step runs (and copies its cache) for live rows only.
+                live, chosen, hidden, mask = live[going], chosen[going], hidden[going], mask[going]
+                past = {name: value[going] for name, value in past.items()}
+            tokens = chosen.reshape(len(live), 1).astype(np.int64)
             logits, past = self._decoder.next(tokens, hidden, mask, past)
         return generated

@@ -89,6 +89,8 @@ def test_constrained_rows_mix_with_free_rows(student: Student, texts: list[str])
     constraint = [trie if i % 2 else None for i in range(len(texts))]
     out = student.generate(texts, max_new_tokens=MAX_NEW, constraint=constraint)
     free = student.generate(texts, max_new_tokens=MAX_NEW)
+    # Constrained rows finish first and leave the batch: the rows left decode as they would alone.
+    assert out == student.generate(texts, max_new_tokens=MAX_NEW, constraint=constraint, batch_size=1)
     for i, text in enumerate(out):
         if i % 2:
             keywords = parse_keywords(text)
