@@ -5,11 +5,13 @@ lost pages on a crash), so a generator killed between the two leaves pages that 
 published. The successor reads the requests again from the committed offset and, without this, served an older
 request in a batch that did not hold the newer one already published: the storefront topic went back for that
 session, and compaction would keep the older page. With the backlog read first, a request is served only if no
-newer request of its session waits behind it in the partition; the newest one is always served (it was not acked).
+newer request of its session waits behind it in the partition; that newer one is not acked yet, so it is handled
+(published, found stale, or dead-lettered with its reason) by this generator or the partition's next owner.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -35,25 +37,32 @@ class Backlog:
     settings: Settings
     unread: set[int] = field(default_factory=set)
     reads: dict[int, _Read] = field(default_factory=dict)
+    assignment: int = 0  # counts rebalances: a read begun before one is dropped
 
     def assigned(self, partitions: set[int]) -> None:
-        """A rebalance gave these partitions (again): each is read at the first request that comes from it."""
+        """A rebalance gave these partitions (again): each is read afresh at the first request that comes from it."""
+        self.assignment += 1
         self.unread = set(partitions)
-        self.reads = {p: r for p, r in self.reads.items() if p in partitions}
+        self.reads = {}
 
     async def read(self, first_offsets: dict[int, int]) -> None:
         """Read the unread partitions among ``first_offsets`` (partition -> offset of the first request seen since
-        the assignment) to their ends. A failed read is logged and skipped: it may let an older page follow a
-        newer one, as before this existed, and never drops a request."""
+        the assignment) to their ends, for at most ``generator_backlog_read_s``. A read that fails or runs out of
+        time is logged and skipped: an older page may then follow a newer one, as before this existed, and no
+        request is dropped."""
         starts = {p: o for p, o in first_offsets.items() if p in self.unread}
         if not starts:
             return
         self.unread -= set(starts)
+        assignment = self.assignment
+        reading = read_partitions(self.settings, self.settings.topics.regen_topic, starts)
         try:
-            records = await read_partitions(self.settings, self.settings.topics.regen_topic, starts)
+            records = await asyncio.wait_for(reading, self.settings.generator.generator_backlog_read_s)
         except Exception:  # the broker may be failing too; serving goes on without the backlog
             log.warning("request backlog not read", extra={"partitions": sorted(starts)}, exc_info=True)
             return
+        if assignment != self.assignment:
+            return  # a rebalance came meanwhile: its own reads follow
         for partition, start in starts.items():
             self.reads[partition] = _Read(end=start, newest={})
         for record in records:

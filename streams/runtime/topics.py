@@ -70,8 +70,9 @@ async def read_partitions(
     settings: Settings, topic: str, starts: dict[int, int] | None = None
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """The records of ``topic`` from ``starts`` (partition -> offset; none: every partition from its beginning)
-    to where each partition ends now, by partition and offset, read without joining a consumer group."""
-    consumer = AIOKafkaConsumer(**aiokafka_options(settings), enable_auto_commit=False)
+    to where each partition ends now, by partition and offset, read without joining a consumer group. A start
+    below what retention kept reads from the earliest record kept."""
+    consumer = AIOKafkaConsumer(**aiokafka_options(settings), enable_auto_commit=False, auto_offset_reset="earliest")
     try:
         await consumer.start()
         partitions = consumer.partitions_for_topic(topic)

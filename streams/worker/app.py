@@ -7,6 +7,7 @@ remembers the last applied input offset, and requests carry a per-session monoto
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -91,6 +92,8 @@ class SessionWorker:
     # The states a flush is sending now: expiry leaves them to the next walk, or its tombstone could go out before
     # the state that the flush sends after it, and the changelog would bring the session back on a restore.
     sending: dict[bytes, SessionState] = field(default_factory=dict)
+    # One flush at a time (the timer's and handle's may meet): two at once could send a key's older state last.
+    flushing: asyncio.Lock = field(default_factory=asyncio.Lock)
     dirty_signals: set[bytes] = field(default_factory=set)
     unacked: list[Message] = field(default_factory=list)
     # Clickstream partition -> committed offset, as of the last flush.
@@ -168,6 +171,10 @@ class SessionWorker:
         Run by the timer and, past ``flush_max_events``, by ``handle``: there under the current message, whose
         partition is not that of every dirty signal, so the signals are read without a current event (on
         RocksDB a read under one looks in that partition's database only)."""
+        async with self.flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         dirty, signals, unacked = self.dirty, self.dirty_signals, self.unacked
         self.dirty, self.dirty_signals, self.unacked = {}, set(), []
         changelog = self.table.changelog_topic.get_topic_name()
@@ -211,6 +218,7 @@ class SessionWorker:
         """Tombstone sessions idle for ``session_ttl_s`` of event time, in this worker's partitions only (a walk of
         every session that lets events through between chunks: ``streams.worker.scan``)."""
         horizon = self.watermark.value - int(self.settings.worker.session_ttl_s * 1000)
+        changelog = self.table.changelog_topic.get_topic_name()
         expired = 0
         async for key, state in idle_sessions(
             self.table.data,
@@ -221,11 +229,13 @@ class SessionWorker:
         ):
             if key in self.sending:
                 continue  # idle still, it expires in the next walk, after the flush sent its state
-            # Written directly: outside the agent there is no current event to take the partition from.
-            self.table.send_changelog(state.partition, key, None, value_serializer="raw")
             del self.table.data[key]
             self.dirty.pop(key, None)
             expired += 1
+            # Through the producer the flush sends states with, so a state of this key sent later (a new session
+            # under the same id) follows the tombstone in the partition; Faust's send_changelog goes through a
+            # buffer of its own. The partition is given: outside the agent no current event names it.
+            await self.app.producer.send(changelog, key, None, state.partition, None, None)
         metrics.EXPIRED.inc(expired)
         return expired
 

@@ -71,6 +71,12 @@ def test_merged_decoder_gives_the_same_ids(
     (merged_dir / DECODER_WITH_PAST).unlink()
     merged = Student.load(merged_dir, providers="CPUExecutionProvider", intra_op_threads=1)
     assert merged.generate_ids(texts, max_new_tokens=MAX_NEW) == student.generate_ids(texts, max_new_tokens=MAX_NEW)
+    # Constrained rows end early and leave the batch, so the merged layout's cache is cut down as well.
+    trie = merged.keyword_trie(["running shoes", "yoga mat", "sony"], max_keywords=1)
+    constraint = [trie if i % 2 else None for i in range(len(texts))]
+    assert merged.generate_ids(texts, max_new_tokens=MAX_NEW, constraint=constraint) == student.generate_ids(
+        texts, max_new_tokens=MAX_NEW, constraint=constraint
+    )
 
 
 def test_variant_dir_takes_missing_files_from_parent(tiny: TinyStudent, student: Student, tmp_path: Path) -> None:

@@ -26,16 +26,13 @@ def test_a_session_a_flush_is_sending_expires_after_the_flush_not_under_it(
     written: list[tuple[bytes, bytes | None]] = []
     first_sent, go_on = asyncio.Event(), asyncio.Event()
 
-    async def send(topic: str, key: bytes, value: bytes, partition: int, *_: Any) -> None:
+    async def send(topic: str, key: bytes, value: bytes | None, partition: int, *_: Any) -> None:
         written.append((key, value))
-        first_sent.set()
-        await go_on.wait()  # the producer's buffer is full: the flush waits here, the loop runs on
-
-    def send_changelog(partition: int, key: bytes, value: None, **_: Any) -> None:
-        written.append((key, value))
+        if not first_sent.is_set():
+            first_sent.set()
+            await go_on.wait()  # the producer's buffer is full: the flush waits here, the loop runs on
 
     monkeypatch.setattr(app.producer, "send", send)
-    monkeypatch.setattr(worker.table, "send_changelog", send_changelog)
 
     async def run() -> tuple[int, int]:
         for key in (b"first", b"idle"):  # a late event made the idle session dirty; a flush sends both
@@ -52,3 +49,35 @@ def test_a_session_a_flush_is_sending_expires_after_the_flush_not_under_it(
     idle = [value is None for key, value in written if key == b"idle"]
     assert idle == [False, True], "the tombstone must follow the state the flush sent"
     assert b"idle" not in worker.table.data
+
+
+def test_a_flush_that_meets_another_waits_so_a_key_s_newest_state_is_sent_last(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``handle`` flushes past ``flush_max_events`` while the timer's flush may still be sending."""
+    app, worker = create_app(Settings())
+    written: list[tuple[bytes, bytes | None]] = []
+    first_sent, go_on = asyncio.Event(), asyncio.Event()
+
+    async def send(topic: str, key: bytes, value: bytes | None, partition: int, *_: Any) -> None:
+        written.append((key, value))
+        if not first_sent.is_set():
+            first_sent.set()
+            await go_on.wait()
+
+    monkeypatch.setattr(app.producer, "send", send)
+    older, newer = SessionState(partition=0, last_ts=1), SessionState(partition=0, last_ts=2)
+
+    async def run() -> None:
+        worker.dirty[b"first"] = SessionState(partition=0, last_ts=1)
+        worker.dirty[b"s"] = older
+        timer = asyncio.create_task(worker.flush())
+        await first_sent.wait()
+        worker.dirty[b"s"] = newer  # an event while the timer's flush waits on the producer
+        second = asyncio.create_task(worker.flush())
+        await asyncio.sleep(0.01)
+        go_on.set()
+        await asyncio.gather(timer, second)
+
+    asyncio.run(run())
+    assert [value for key, value in written if key == b"s"] == [older.to_bytes(), newer.to_bytes()]
