@@ -93,6 +93,12 @@ class PipelineOptions:
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
+_COOCCURRENCE = {
+    "training": ", co-occurrence counted from the training events",
+    "none": ", co-occurrence from no events (as served)",
+}
+
+
 def _say(message: str) -> None:
     print(f"[train-student] {message}", flush=True)
 
@@ -167,7 +173,7 @@ def _shop_examples(shop: Shop, opts: PipelineOptions, settings: Settings, embedd
         "train_examples": sum(e.split == "train" for e in examples),
         "test_examples": sum(e.split == "test" for e in examples),
         "teacher": f"{opts.teacher} ({type(teacher).__name__})"
-        + (f", co-occurrence from {opts.teacher_events} events" if opts.teacher == "catalog" else ""),
+        + (_COOCCURRENCE[opts.teacher_events] if opts.teacher == "catalog" else ""),
     }
     return ShopData(shop, catalog, examples, meta)
 
