@@ -145,3 +145,26 @@ def test_outcomes_lead_a_placements_keywords_only_within_its_theme(rees46_catalo
                 changed += 1
                 assert reachable, (theme.target, cut.next_products)
     assert 0 < changed <= reachable_somewhere < 4 * len(cuts)  # some themes exclude every next product
+
+
+def test_teacher_events_none_labels_with_the_teacher_as_the_generator_serves_it(
+    rees46_catalog: Path, embedder_dir: Path, tmp_path: Path
+) -> None:
+    """``--teacher-events none`` labels with the catalog teacher the generator serves, which counts no co-occurrence:
+    its explore placement has no neighbouring or popular category to send the shopper to. The default counts the
+    training events, and its explore themes name categories."""
+    from models.context import PlacementKind
+    from models.embedder import Embedder
+    from onnx_export.pipeline import PipelineOptions, Shop, _shop_examples
+
+    embedder = Embedder.load(embedder_dir, "CPUExecutionProvider", intra_op_threads=1)
+    shop = Shop(REES46, rees46_catalog)
+    explore: dict[str, set[str]] = {}
+    for events in ("none", "training"):
+        opts = PipelineOptions((shop,), tmp_path / events, quick=True, teacher_events=events)
+        examples = _shop_examples(shop, opts, Settings(), embedder).examples
+        explore[events] = {
+            e.target for e in examples if e.task == "theme" and e.placement == PlacementKind.EXPLORE.value
+        }
+    assert explore["none"] == {"Explore something new"}
+    assert len(explore["training"] - {"Explore something new"}) > 5
