@@ -175,6 +175,26 @@ class QualityFilter:
             verdict.ok = not verdict.reasons
         return verdicts
 
+    def check_pages(self, pages: Sequence[tuple[str, Sequence[str], Sequence[Sequence[str]]]]) -> list[list[Verdict]]:
+        """``check_page`` for a batch of pages, each (session text, themes, keywords), before retrieval: one embedding
+        call for the whole batch rather than one a page (the generator judges a micro-batch of pages at once)."""
+        contexts = [context for context, themes, _ in pages for _ in themes]
+        themes = [theme for _, page_themes, _ in pages for theme in page_themes]
+        keywords = [kws for _, _, page_keywords in pages for kws in page_keywords]
+        if len(keywords) != len(themes):
+            raise ValueError("themes and keywords must be given per placement")
+        verdicts, theme_vectors = self._verdicts(contexts, themes, keywords)
+        out: list[list[Verdict]] = []
+        start = 0
+        for _, page_themes, _ in pages:
+            page = slice(start, start + len(page_themes))
+            start = page.stop
+            self._dedupe(page_themes, theme_vectors[page], verdicts[page])
+            for verdict in verdicts[page]:
+                verdict.ok = not verdict.reasons
+            out.append(verdicts[page])
+        return out
+
     def _verdicts(
         self, contexts: Sequence[str], themes: Sequence[str], keywords: Sequence[Sequence[str]]
     ) -> tuple[list[Verdict], npt.NDArray[np.float32]]:

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from models.candidates import CandidateIndex, placement_candidates, session_item_vectors
 from models.context import MerchRules, context_facts, keywords_input, parse_keywords, render, theme_input
 from models.embedder import CachedEmbed, Embed, Embedder, EmbedderError
-from models.quality import QualityFilter
+from models.quality import QualityFilter, Verdict
 from models.student import ModelLoadError, Student
 from models.teacher import Teacher, TeacherInput
 from models.teacher_catalog import CatalogTeacher
@@ -118,12 +118,19 @@ class CascadePlanner:
             for i, v, t in zip(inputs, items, theme_vectors, strict=True)
         ]
         keywords = self.writer.keywords(inputs, themes, candidates)
+        bounds: list[slice] = []
+        for page_kinds in kinds:  # every layout has generated placements (at most two own shelves)
+            start = bounds[-1].stop if bounds else 0
+            bounds.append(slice(start, start + len(page_kinds)))
+        # One context for a page (the hero's): coherence is judged against the session, not the slot name.
+        judged: list[list[Verdict] | None] = (
+            list(self.quality.check_pages([(inputs[b][0].context, themes[b], keywords[b]) for b in bounds]))
+            if self.quality is not None
+            else [None] * len(bounds)
+        )
         pages = []
-        start = 0
-        for r, page_kinds in enumerate(kinds):
-            page = slice(start, start + len(page_kinds))
-            start = page.stop
-            verdicts = self._verdicts(inputs[page], themes[page], keywords[page], candidates[page])
+        for r, (page_kinds, page, verdicts_of_page) in enumerate(zip(kinds, bounds, judged, strict=True)):
+            verdicts = self._verdicts(verdicts_of_page, keywords[page], candidates[page])
             brands = seen_brands(inputs[page][0].facts, contexts[r].brands)
             pages.append(
                 [
@@ -144,17 +151,17 @@ class CascadePlanner:
             return np.zeros((len(themes), self.catalog.keyword_vectors.shape[1]), dtype=np.float32)
         return self.embed(themes)
 
+    @staticmethod
     def _verdicts(
-        self, inputs: list[TeacherInput], themes: list[str], keywords: list[list[str]], candidates: list[list[str]]
+        judged: list[Verdict] | None, keywords: list[list[str]], candidates: list[list[str]]
     ) -> list[Quality]:
-        """The quality filter's verdicts (rules, coherence, duplicates), plus the trie's guarantee re-checked."""
-        reasons: list[list[str]] = [[] for _ in themes]
-        if self.quality is not None:
-            # One context for the page (the hero's): coherence is judged against the session, not the slot name.
-            for i, v in enumerate(self.quality.check_page(inputs[0].context, themes, keywords)):
-                reasons[i] += [r.value for r in v.reasons]
-                for r in v.reasons:
-                    metrics.QUALITY_REJECTIONS.labels(reason=r.value).inc()
+        """The quality filter's verdicts (rules, coherence, duplicates; ``None``: no filter), plus the trie's
+        guarantee re-checked."""
+        reasons: list[list[str]] = [[] for _ in keywords]
+        for i, verdict in enumerate(judged or ()):
+            reasons[i] += [r.value for r in verdict.reasons]
+            for r in verdict.reasons:
+                metrics.QUALITY_REJECTIONS.labels(reason=r.value).inc()
         for i, (kws, cands) in enumerate(zip(keywords, candidates, strict=True)):
             if not kws and "no_keywords" not in reasons[i]:
                 reasons[i].append("no_keywords")

@@ -108,3 +108,31 @@ def test_grade_summarises_triples(gate: QualityFilter) -> None:
     assert grade.reasons["off_context"] == 1 and grade.reasons["no_keywords"] == 1
     assert 0 < grade.mean_coherence < 1
     assert gate.grade([]).n == 0
+
+
+def test_a_batch_of_pages_is_judged_as_each_page_alone_with_one_embedding_call(embedder_dir: Path) -> None:
+    """Duplicates are a page's own business: the same theme on two pages is not a duplicate."""
+    embedder = Embedder.load(embedder_dir, "CPUExecutionProvider", intra_op_threads=1)
+    calls: list[int] = []
+
+    def embed(texts: list[str]) -> object:
+        calls.append(len(texts))
+        return embedder.embed(texts)
+
+    gate = QualityFilter(embed)  # type: ignore[arg-type]
+    other = "view home.furniture.sofa ikea 256-512 x2"
+    pages = [
+        (CONTEXT, [THEME, "sony headphones & earbuds", "deals on earbuds"], [KEYWORDS, KEYWORDS, ["earbuds"]]),
+        (other, [THEME, "sofas for your living room"], [KEYWORDS, ["sofa", "living room sofa"]]),
+    ]
+    batch = gate.check_pages(pages)
+    assert len(calls) == 1
+    alone = [gate.check_page(context, themes, keywords) for context, themes, keywords in pages]
+    assert [[(v.ok, v.reasons) for v in page] for page in batch] == [
+        [(v.ok, v.reasons) for v in page] for page in alone
+    ]
+    for batched, single in zip(batch, alone, strict=True):  # a text embeds a hair differently in another batch
+        assert [v.scores for v in batched] == [pytest.approx(v.scores, abs=1e-5) for v in single]
+    assert RejectReason.DUPLICATE_THEME in batch[0][1].reasons
+    assert RejectReason.DUPLICATE_THEME not in batch[1][0].reasons  # page one's theme again, on another page
+    assert RejectReason.OFF_CONTEXT in batch[1][0].reasons
