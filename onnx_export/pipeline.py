@@ -88,8 +88,8 @@ class PipelineOptions:
     fp16_in_out_dir: bool = False
     teacher: str = "catalog"  # "catalog" (rules over the catalog) or "openai" (VITRINE_TEACHER_* endpoint)
     outcomes: bool = False  # keyword targets led by what the session touched next (training period only)
-    # The catalog teacher's co-occurrence: "training" (the shop's training events) or "none" (as served).
-    teacher_events: str = "training"
+    # The catalog teacher's co-occurrence: "none" (as served) or "training" (the shop's training events).
+    teacher_events: str = "none"
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
 

@@ -267,10 +267,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--teacher-events",
-        choices=["training", "none"],
-        default="training",
-        help="what the labelling catalog teacher counts category co-occurrence from: the shop's training events, "
-        "or none, as the generator builds it when it serves",
+        choices=["none", "training"],
+        default="none",
+        help="what the labelling catalog teacher counts category co-occurrence from: none, as the generator builds "
+        "it when it serves (the default: the student learns the choices it can make from its context), or the "
+        "shop's training events (themes then name categories the context does not show)",
     )
 
     q = sub.add_parser(

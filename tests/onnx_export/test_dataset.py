@@ -150,9 +150,9 @@ def test_outcomes_lead_a_placements_keywords_only_within_its_theme(rees46_catalo
 def test_teacher_events_none_labels_with_the_teacher_as_the_generator_serves_it(
     rees46_catalog: Path, embedder_dir: Path, tmp_path: Path
 ) -> None:
-    """``--teacher-events none`` labels with the catalog teacher the generator serves, which counts no co-occurrence:
-    its explore placement has no neighbouring or popular category to send the shopper to. The default counts the
-    training events, and its explore themes name categories."""
+    """``--teacher-events none`` (the default) labels with the catalog teacher the generator serves, which counts no
+    co-occurrence: its explore placement has no neighbouring or popular category to send the shopper to. With
+    ``training`` it counts the training events, and its explore themes name categories."""
     from models.context import PlacementKind
     from models.embedder import Embedder
     from onnx_export.pipeline import PipelineOptions, Shop, _shop_examples
